@@ -1,0 +1,159 @@
+//! Byte-level checks on ed25519 encodings, made before any batch verification
+//! so that weak keys and non-canonical signatures are refused by rule rather
+//! than by the luck of a batch.
+
+use curve25519_dalek::edwards::CompressedEdwardsY;
+use curve25519_dalek::scalar::Scalar;
+use ed25519_dalek::{Signature, VerifyingKey};
+
+/// The y coordinates (little-endian, sign bit clear) of the eight points of
+/// small order: identity (y = 1), order 2 (y = -1), order 4 (y = 0) and
+/// order 8 (y = ±0x7a03ac92...). A point is of small order iff its y is one
+/// of these, whatever its sign bit. Checked against curve25519-dalek's
+/// `EIGHT_TORSION` in the tests.
+const SMALL_ORDER_Y: [[u8; 32]; 5] = [
+    [
+        0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0,
+    ],
+    [
+        0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+    [0; 32],
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ],
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ],
+];
+
+/// p = 2^255 - 19, little-endian.
+const FIELD_P: [u8; 32] = [
+    0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+];
+
+fn y_of(encoding: &[u8; 32]) -> [u8; 32] {
+    let mut y = *encoding;
+    y[31] &= 0x7f;
+    y
+}
+
+/// Little-endian `a < b`.
+fn less_than(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().rev().cmp(b.iter().rev()) == std::cmp::Ordering::Less
+}
+
+/// True when the encoding's y is reduced (y < p). Whether a point with that y
+/// exists is a separate question that only decompression answers.
+pub fn y_is_canonical(encoding: &[u8; 32]) -> bool {
+    less_than(&y_of(encoding), &FIELD_P)
+}
+
+/// True when the encoding names one of the eight points of small order.
+pub fn is_small_order_encoding(encoding: &[u8; 32]) -> bool {
+    let y = y_of(encoding);
+    SMALL_ORDER_Y.contains(&y)
+}
+
+/// A public key fit to verify payments or certificates: a canonical encoding
+/// of a point in the prime-order subgroup (which excludes the weak keys of
+/// small order and the mixed-order keys that would let cofactored and
+/// cofactorless verification disagree). Costs a decompression and a scalar
+/// multiplication, so callers check it once per key and cache the result.
+pub fn strong_public_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+    if !y_is_canonical(bytes) || is_small_order_encoding(bytes) {
+        return None;
+    }
+    let point = CompressedEdwardsY(*bytes).decompress()?;
+    if point.compress().as_bytes() != bytes || !point.is_torsion_free() {
+        return None;
+    }
+    VerifyingKey::from_bytes(bytes).ok()
+}
+
+/// A signature whose encoding is canonical: `s < l`, `R`'s y reduced, `R` not
+/// of small order. `verify_strict` and batch verification then agree on every
+/// signature an honest signer can produce.
+pub fn canonical_signature(bytes: &[u8; 64]) -> Option<Signature> {
+    let r: [u8; 32] = bytes[..32]
+        .try_into()
+        .expect("64-byte signature has a 32-byte R");
+    let s: [u8; 32] = bytes[32..]
+        .try_into()
+        .expect("64-byte signature has a 32-byte s");
+    if !y_is_canonical(&r) || is_small_order_encoding(&r) {
+        return None;
+    }
+    // s must be reduced mod l: an unreduced s is a second encoding of the same signature.
+    Option::<Scalar>::from(Scalar::from_canonical_bytes(s))?;
+    Some(Signature::from_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+
+    #[test]
+    fn the_small_order_table_is_exactly_the_eight_torsion_points() {
+        for point in EIGHT_TORSION {
+            let encoding = point.compress().to_bytes();
+            assert!(is_small_order_encoding(&encoding), "{encoding:02x?}");
+            let mut flipped = encoding;
+            flipped[31] ^= 0x80;
+            assert!(is_small_order_encoding(&flipped));
+        }
+        let base = ED25519_BASEPOINT_POINT.compress().to_bytes();
+        assert!(!is_small_order_encoding(&base));
+        assert!(strong_public_key(&base).is_some());
+    }
+
+    #[test]
+    fn weak_mixed_order_and_non_canonical_keys_are_refused() {
+        for point in EIGHT_TORSION {
+            assert!(strong_public_key(&point.compress().to_bytes()).is_none());
+        }
+        let mixed = (ED25519_BASEPOINT_POINT + EIGHT_TORSION[1])
+            .compress()
+            .to_bytes();
+        assert!(
+            strong_public_key(&mixed).is_none(),
+            "mixed-order key accepted"
+        );
+        // y = p + 1 encodes the identity non-canonically.
+        let mut non_canonical = FIELD_P;
+        non_canonical[0] += 1;
+        assert!(!y_is_canonical(&non_canonical));
+        assert!(strong_public_key(&non_canonical).is_none());
+        assert!(y_is_canonical(&SMALL_ORDER_Y[1]));
+    }
+
+    #[test]
+    fn non_canonical_signatures_are_refused() {
+        let base = ED25519_BASEPOINT_POINT.compress().to_bytes();
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&base);
+        sig[32] = 1;
+        assert!(canonical_signature(&sig).is_some());
+        // s = 2^256 - 1 is not reduced.
+        let mut high_s = sig;
+        high_s[32..].fill(0xff);
+        assert!(canonical_signature(&high_s).is_none());
+        // R of small order.
+        let mut small_r = sig;
+        small_r[..32].copy_from_slice(&EIGHT_TORSION[4].compress().to_bytes());
+        assert!(canonical_signature(&small_r).is_none());
+        // R with y >= p.
+        let mut big_r = sig;
+        big_r[..32].copy_from_slice(&[0xff; 32]);
+        assert!(canonical_signature(&big_r).is_none());
+    }
+}

@@ -1,0 +1,156 @@
+use rayon::prelude::*;
+
+use crate::decode_error::DecodeError;
+use crate::limits::DETERMINISTIC_CHUNK_SIGNATURES;
+use crate::pb;
+use crate::types::Payment;
+use crate::validate::rules::{self, Prepared};
+use crate::validate::signature::{self, SignatureJob};
+use crate::validate::{CertificateCache, StatelessVerdict, ValidationContext};
+use crate::verdict::RejectReason;
+
+/// How device signatures of a batch are grouped for batch verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidationMode {
+    /// The receiving node: chunks sized for the thread pool, batch
+    /// verification with per-item fallback. Fast; used before proposing.
+    Ingress,
+    /// The state machine: chunks of exactly `DETERMINISTIC_CHUNK_SIGNATURES`
+    /// signatures, taken in entry order from the payments that passed the other
+    /// rules; batch verification, per-item `verify_strict` inside a chunk that
+    /// fails. The verdicts are a function of the payments alone: the same on
+    /// every replica, with any number of threads.
+    Deterministic,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ValidatorError {
+    #[error("validator needs at least one thread")]
+    NoThreads,
+    #[error("cannot start the validation thread pool: {0}")]
+    ThreadPool(#[from] rayon::ThreadPoolBuildError),
+}
+
+/// Ingress chunks: enough per thread to amortise a batch, small enough to
+/// spread a batch over every core.
+const INGRESS_CHUNK_MIN: usize = 16;
+const INGRESS_CHUNK_MAX: usize = 256;
+/// Payments checked per task in the first (per-payment rules) stage.
+const RULES_CHUNK: usize = 32;
+
+/// Validates payments on its own thread pool, with a shared certificate cache.
+pub struct Validator {
+    pool: rayon::ThreadPool,
+    threads: usize,
+    cache: CertificateCache,
+}
+
+impl Validator {
+    pub fn new(threads: usize, cache_capacity: usize) -> Result<Self, ValidatorError> {
+        if threads == 0 {
+            return Err(ValidatorError::NoThreads);
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("validate-{i}"))
+            .build()?;
+        Ok(Validator {
+            pool,
+            threads,
+            cache: CertificateCache::new(cache_capacity),
+        })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    pub fn cache(&self) -> &CertificateCache {
+        &self.cache
+    }
+
+    /// One payment, with a single `verify_strict` for its device signature
+    /// (a merchant terminal, a lookup). Same verdict as either batch mode for
+    /// every signature an honest device produces.
+    pub fn validate_one(&self, payment: &Payment, ctx: &ValidationContext<'_>) -> StatelessVerdict {
+        rules::validate_single(payment, ctx, &self.cache)
+    }
+
+    /// One verdict per payment, in order.
+    pub fn validate_batch(
+        &self,
+        payments: &[Payment],
+        ctx: &ValidationContext<'_>,
+        mode: ValidationMode,
+    ) -> Vec<StatelessVerdict> {
+        self.pool.install(|| {
+            let prepared: Vec<Result<Prepared, RejectReason>> = payments
+                .par_chunks(RULES_CHUNK)
+                .flat_map_iter(|chunk| {
+                    chunk
+                        .iter()
+                        .map(|payment| rules::prepare(payment, ctx, &self.cache))
+                })
+                .collect();
+            let jobs: Vec<&SignatureJob> = prepared
+                .iter()
+                .filter_map(|p| p.as_ref().ok().map(|p| &p.job))
+                .collect();
+            let chunk_len = match mode {
+                ValidationMode::Deterministic => DETERMINISTIC_CHUNK_SIGNATURES,
+                ValidationMode::Ingress => jobs
+                    .len()
+                    .div_ceil(self.threads * 2)
+                    .clamp(INGRESS_CHUNK_MIN, INGRESS_CHUNK_MAX),
+            };
+            let signature_ok: Vec<bool> = jobs
+                .par_chunks(chunk_len)
+                .flat_map_iter(signature::verify_chunk)
+                .collect();
+            let mut signature_ok = signature_ok.into_iter();
+            prepared
+                .into_iter()
+                .map(|p| {
+                    let p = p?;
+                    let ok = signature_ok
+                        .next()
+                        .expect("one signature result per prepared payment");
+                    if ok {
+                        Ok(p.checked)
+                    } else {
+                        Err(RejectReason::BadDeviceSignature)
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// Decodes wire payments and validates those that decode; an undecodable
+    /// payment gets `MALFORMED` (or `TOO_MANY_INPUTS`) with the decode error.
+    /// Payments that fail to decode take no part in signature chunking, so the
+    /// deterministic mode stays a function of the entry's bytes.
+    pub fn validate_wire_batch(
+        &self,
+        wire: &[pb::Payment],
+        ctx: &ValidationContext<'_>,
+        mode: ValidationMode,
+    ) -> Vec<Result<rules::Checked, (RejectReason, Option<DecodeError>)>> {
+        let decoded: Vec<Result<Payment, DecodeError>> =
+            wire.iter().map(Payment::try_from).collect();
+        let payments: Vec<Payment> = decoded
+            .iter()
+            .filter_map(|d| d.as_ref().ok().cloned())
+            .collect();
+        let mut verdicts = self.validate_batch(&payments, ctx, mode).into_iter();
+        decoded
+            .into_iter()
+            .map(|d| match d {
+                Ok(_) => verdicts
+                    .next()
+                    .expect("one verdict per decoded payment")
+                    .map_err(|reason| (reason, None)),
+                Err(e) => Err((RejectReason::for_decode_error(&e), Some(e))),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,8 @@
+//! The protocol crate's integration suite: one binary, one module per topic.
+
+mod fixtures;
+mod helpers;
+mod properties;
+mod rules;
+mod vectors;
+mod wire;
