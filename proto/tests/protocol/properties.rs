@@ -207,7 +207,7 @@ proptest! {
 /// A batch of valid payments from `devices` wallets, with some broken according to `breaks`.
 fn mixed_batch(len: usize, breaks: &[(usize, u8)]) -> Vec<Payment> {
     // Small amounts over many wallets: each wallet's change tokens always suffice.
-    let mut wallets: Vec<_> = (0..50u8).map(|d| funded_wallet(d, 5_000)).collect();
+    let mut wallets: Vec<_> = (0..=255u8).map(|d| funded_wallet(d, 5_000)).collect();
     let mut batch: Vec<Payment> = (0..len)
         .map(|i| {
             let w = &mut wallets[i % 50];
@@ -243,9 +243,10 @@ proptest! {
 
     /// The deterministic mode's verdicts depend on the payments alone: 1, 2
     /// and 3 threads agree, and so does the single path for these payments.
+    /// Batches up to 700 span up to three 256-signature chunks.
     #[test]
     fn deterministic_mode_is_independent_of_thread_count(
-        len in 1usize..200,
+        len in 1usize..700,
         breaks in prop::collection::vec((any::<usize>(), any::<u8>()), 0..12),
     ) {
         let batch = mixed_batch(len, &breaks);

@@ -1,0 +1,138 @@
+//! Stateless validation throughput and raw ed25519 verification speed.
+//!
+//! Run: `cargo bench -p spentledger-protocol --bench validation`
+//! Results and the machine they came from: docs/BENCHMARKS.md.
+
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
+use spentledger_protocol::types::{Currency, IdText};
+use spentledger_protocol::{Payment, ValidationContext, ValidationMode, Validator};
+
+const T0_MS: u64 = 1_767_225_600_000;
+const BATCH: usize = 1_024;
+const DEVICES: usize = 256;
+
+fn id(text: &str) -> IdText {
+    IdText::new("bench", text).expect("bench ids are valid")
+}
+
+/// `BATCH` payments of exactly `inputs` tokens each, from `DEVICES` devices.
+fn payments(issuer: &Issuer, inputs: usize) -> Vec<Payment> {
+    let policy = IssuancePolicy {
+        denominations: vec![1],
+        change_tokens_per_denomination: 0,
+        tokens_max: 64,
+        ..Default::default()
+    };
+    let wallets: Vec<Wallet> = (0..DEVICES)
+        .map(|d| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(d as u64 + 1).to_le_bytes());
+            let request = IssuanceRequest {
+                wallet_id: id(&format!("w{d}")),
+                device_key: Wallet::device_key_for(&seed),
+                currency: Currency::new("c", "EUR").expect("EUR"),
+                balance: 64,
+                credit_line: 0,
+                issued_at_ms: T0_MS,
+            };
+            let issued = issuer.issue(&policy, &request).expect("fundable");
+            Wallet::new(seed, issued.certificate, issued.tokens).expect("matches")
+        })
+        .collect();
+    let indices: Vec<u32> = (0..inputs as u32).collect();
+    (0..BATCH)
+        .map(|i| {
+            wallets[i % DEVICES]
+                .sign_payment(
+                    &indices,
+                    i as u64,
+                    &id("merchant"),
+                    [i as u8; 32],
+                    T0_MS + 1_000,
+                )
+                .expect("within limits")
+        })
+        .collect()
+}
+
+fn stateless_validation(c: &mut Criterion) {
+    let issuer = Issuer::from_seed(id("bank"), [1; 32], 0, u64::MAX);
+    let keys = vec![issuer.issuer_key()];
+    let ctx = ValidationContext::new(T0_MS + 60_000, 300_000, &keys);
+    let mut group = c.benchmark_group("stateless_validation");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(6));
+    group.throughput(Throughput::Elements(BATCH as u64));
+    for inputs in [1usize, 4, 16] {
+        let batch = payments(&issuer, inputs);
+        for threads in [1usize, 2] {
+            // One validator per configuration: its certificate cache is warm
+            // after the first iteration, as on a node where devices pay often.
+            let validator = Validator::new(threads, 4_096).expect("thread pool");
+            for (mode, name) in [
+                (ValidationMode::Ingress, "ingress"),
+                (ValidationMode::Deterministic, "deterministic"),
+            ] {
+                let label = format!("{name}/threads={threads}/inputs={inputs}");
+                group.bench_function(BenchmarkId::from_parameter(label), |b| {
+                    b.iter(|| {
+                        let verdicts = validator.validate_batch(&batch, &ctx, mode);
+                        assert!(verdicts.iter().all(Result::is_ok));
+                        verdicts
+                    })
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+fn raw_signatures(c: &mut Criterion) {
+    const SIGNATURES_MAX: usize = 256;
+    let keys: Vec<SigningKey> = (0..SIGNATURES_MAX)
+        .map(|i| SigningKey::from_bytes(&[(i % 251) as u8 + 1; 32]))
+        .collect();
+    let messages: Vec<Vec<u8>> = (0..SIGNATURES_MAX)
+        .map(|i| (i as u64).to_le_bytes().repeat(8))
+        .collect();
+    let signatures: Vec<ed25519_dalek::Signature> =
+        keys.iter().zip(&messages).map(|(k, m)| k.sign(m)).collect();
+    let public: Vec<VerifyingKey> = keys.iter().map(SigningKey::verifying_key).collect();
+    let message_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+
+    let mut group = c.benchmark_group("ed25519");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(4));
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("verify_strict", |b| {
+        b.iter(|| {
+            public[0]
+                .verify_strict(&messages[0], &signatures[0])
+                .expect("valid")
+        })
+    });
+    // Batch size decides the deterministic chunk (a protocol constant).
+    for size in [16usize, 32, 64, 128, 256] {
+        group.throughput(Throughput::Elements(size as u64));
+        group.bench_function(format!("verify_batch_{size}"), |b| {
+            b.iter(|| {
+                ed25519_dalek::verify_batch(
+                    &message_refs[..size],
+                    &signatures[..size],
+                    &public[..size],
+                )
+                .expect("valid")
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, raw_signatures, stateless_validation);
+criterion_main!(benches);
