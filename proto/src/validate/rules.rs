@@ -170,8 +170,12 @@ fn verified_device_key(
     if let Some(device_key) = cache.get(cert_id, issuer_public_key, &cert.issuer_signature) {
         return Ok(device_key);
     }
-    let issuer = point_check::strong_public_key(issuer_public_key)
-        .ok_or(RejectReason::BadIssuerSignature)?;
+    // verify_strict is deterministic for any key and refuses small-order ones,
+    // so the issuer key needs only decompression here (registration already
+    // refuses keys outside the prime-order subgroup). Device keys get the full
+    // check below because they are batch-verified.
+    let issuer = ed25519_dalek::VerifyingKey::from_bytes(issuer_public_key)
+        .map_err(|_| RejectReason::BadIssuerSignature)?;
     let cert_signature = Signature::from_bytes(&cert.issuer_signature);
     let message = crate::ids::certificate_signing_message(cert_id);
     if !signature::verify_strict(&issuer, &message, &cert_signature) {

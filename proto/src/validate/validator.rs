@@ -135,21 +135,27 @@ impl Validator {
         ctx: &ValidationContext<'_>,
         mode: ValidationMode,
     ) -> Vec<Result<rules::Checked, (RejectReason, Option<DecodeError>)>> {
-        let decoded: Vec<Result<Payment, DecodeError>> =
-            wire.iter().map(Payment::try_from).collect();
-        let payments: Vec<Payment> = decoded
-            .iter()
-            .filter_map(|d| d.as_ref().ok().cloned())
-            .collect();
+        // Move decoded payments into one batch; remember where the failures were.
+        let mut payments = Vec::with_capacity(wire.len());
+        let mut decode_errors: Vec<Option<DecodeError>> = Vec::with_capacity(wire.len());
+        for w in wire {
+            match Payment::try_from(w) {
+                Ok(payment) => {
+                    payments.push(payment);
+                    decode_errors.push(None);
+                }
+                Err(e) => decode_errors.push(Some(e)),
+            }
+        }
         let mut verdicts = self.validate_batch(&payments, ctx, mode).into_iter();
-        decoded
+        decode_errors
             .into_iter()
-            .map(|d| match d {
-                Ok(_) => verdicts
+            .map(|error| match error {
+                None => verdicts
                     .next()
                     .expect("one verdict per decoded payment")
                     .map_err(|reason| (reason, None)),
-                Err(e) => Err((RejectReason::for_decode_error(&e), Some(e))),
+                Some(e) => Err((RejectReason::for_decode_error(&e), Some(e))),
             })
             .collect()
     }

@@ -210,9 +210,9 @@ fn mixed_batch(len: usize, breaks: &[(usize, u8)]) -> Vec<Payment> {
     let mut wallets: Vec<_> = (0..=255u8).map(|d| funded_wallet(d, 5_000)).collect();
     let mut batch: Vec<Payment> = (0..len)
         .map(|i| {
-            let w = &mut wallets[i % 50];
+            let w = &mut wallets[i % 256];
             w.pay(
-                1 + (i as u64 / 50) % 3,
+                1 + (i as u64 / 256) % 3,
                 &id("m"),
                 [i as u8; 32],
                 T0_MS + HOUR_MS,
@@ -238,30 +238,122 @@ fn mixed_batch(len: usize, breaks: &[(usize, u8)]) -> Vec<Payment> {
     batch
 }
 
+/// A device signature whose R carries an order-2 torsion component: made by
+/// the device itself (it needs the secret key). `verify_strict` refuses it; a
+/// batch accepts it exactly when the batch's transcript-derived coefficient for
+/// it is even, so its verdict depends on its chunk's contents (PROTOCOL.md §5).
+fn torsion_signature(payment: &Payment, seed: &[u8; 32], nonce: u8) -> [u8; 64] {
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+    use curve25519_dalek::scalar::Scalar;
+    use sha2::{Digest, Sha512};
+    let esk = ed25519_dalek::hazmat::ExpandedSecretKey::from(seed);
+    let public = ed25519_dalek::SigningKey::from_bytes(seed)
+        .verifying_key()
+        .to_bytes();
+    let r = Scalar::from_bytes_mod_order_wide(&[nonce; 64]);
+    let big_r = (ED25519_BASEPOINT_POINT * r + EIGHT_TORSION[4]).compress();
+    let k: [u8; 64] = Sha512::new()
+        .chain_update(big_r.as_bytes())
+        .chain_update(public)
+        .chain_update(payment.signing_message())
+        .finalize()
+        .into();
+    let s = r + Scalar::from_bytes_mod_order_wide(&k) * esk.scalar;
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(big_r.as_bytes());
+    sig[32..].copy_from_slice(s.as_bytes());
+    sig
+}
+
+/// Replaces payments at `at` (mod len) with torsion-signed ones; returns their positions.
+fn plant_torsion_signatures(
+    batch: &mut [Payment],
+    at: &[usize],
+) -> std::collections::BTreeSet<usize> {
+    let mut planted = std::collections::BTreeSet::new();
+    for (n, &a) in at.iter().enumerate() {
+        let i = a % batch.len();
+        // Device d's seed is device_seed(d); batch[i] was paid by wallet i % 256.
+        let seed = device_seed((i % 256) as u8);
+        batch[i].device_signature = torsion_signature(&batch[i], &seed, n as u8 + 1);
+        planted.insert(i);
+    }
+    planted
+}
+
+#[test]
+fn torsion_signatures_split_batch_and_single_but_never_replicas() {
+    let mut batch = mixed_batch(600, &[]);
+    let planted =
+        plant_torsion_signatures(&mut batch, &(0..24).map(|n| n * 25).collect::<Vec<_>>());
+    let keys = issuer_keys();
+    let ctx = ValidationContext::new(T0_MS + 2 * HOUR_MS, SKEW_MS, &keys);
+    let one = Validator::new(1, 0).expect("one thread");
+    eprintln!("--- the single check refuses every crafted signature");
+    for &i in &planted {
+        assert_eq!(
+            one.validate_one(&batch[i], &ctx),
+            Err(RejectReason::BadDeviceSignature)
+        );
+    }
+    eprintln!("--- replicas agree whatever their thread count");
+    let reference = one.validate_batch(&batch, &ctx, ValidationMode::Deterministic);
+    for threads in [2, 3, 4] {
+        let v = Validator::new(threads, 64).expect("threads");
+        assert_eq!(
+            v.validate_batch(&batch, &ctx, ValidationMode::Deterministic),
+            reference,
+            "{threads} threads"
+        );
+    }
+    eprintln!(
+        "--- and the batch outcome of a crafted signature depends on its chunk (documented edge)"
+    );
+    let accepted = planted.iter().filter(|&&i| reference[i].is_ok()).count();
+    assert!(
+        accepted > 0 && accepted < planted.len(),
+        "{accepted} of {} accepted",
+        planted.len()
+    );
+    for (i, v) in reference
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !planted.contains(i))
+    {
+        assert!(v.is_ok(), "honest payment {i}: {v:?}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
 
     /// The deterministic mode's verdicts depend on the payments alone: 1, 2
-    /// and 3 threads agree, and so does the single path for these payments.
-    /// Batches up to 700 span up to three 256-signature chunks.
+    /// and 3 threads agree, including on crafted signatures whose batch outcome
+    /// depends on their chunk. Batches up to 700 span up to three 256-signature
+    /// chunks. For honest payments, ingress and single checks agree too.
     #[test]
     fn deterministic_mode_is_independent_of_thread_count(
         len in 1usize..700,
         breaks in prop::collection::vec((any::<usize>(), any::<u8>()), 0..12),
+        torsion in prop::collection::vec(any::<usize>(), 0..6),
     ) {
-        let batch = mixed_batch(len, &breaks);
+        let mut batch = mixed_batch(len, &breaks);
+        let planted = plant_torsion_signatures(&mut batch, &torsion);
         let keys = issuer_keys();
         let ctx = ValidationContext::new(T0_MS + 2 * HOUR_MS, SKEW_MS, &keys);
         let reference = Validator::new(1, 0).expect("one thread").validate_batch(&batch, &ctx, ValidationMode::Deterministic);
         for threads in [2, 3] {
             let v = Validator::new(threads, 1024).expect("threads");
             prop_assert_eq!(&v.validate_batch(&batch, &ctx, ValidationMode::Deterministic), &reference);
-            prop_assert_eq!(&v.validate_batch(&batch, &ctx, ValidationMode::Ingress), &reference);
+            let ingress = v.validate_batch(&batch, &ctx, ValidationMode::Ingress);
+            for (i, verdict) in ingress.iter().enumerate().filter(|(i, _)| !planted.contains(i)) {
+                prop_assert_eq!(verdict, &reference[i], "ingress, payment {}", i);
+            }
         }
-        let single: Vec<_> = batch.iter().map(|p| Validator::new(1, 0).expect("one").validate_one(p, &ctx)).collect();
-        prop_assert_eq!(&single, &reference);
+        let single = Validator::new(1, 0).expect("one");
         let broken: std::collections::BTreeSet<usize> = breaks.iter().map(|(at, _)| at % len).collect();
-        for (i, v) in reference.iter().enumerate() {
+        for (i, v) in reference.iter().enumerate().filter(|(i, _)| !planted.contains(i)) {
+            prop_assert_eq!(v, &single.validate_one(&batch[i], &ctx), "single, payment {}", i);
             prop_assert_eq!(v.is_ok(), !broken.contains(&i), "payment {}", i);
         }
     }
