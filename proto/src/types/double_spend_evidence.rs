@@ -9,8 +9,11 @@ use crate::validate::signature;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DoubleSpendEvidence {
     pub nullifier: Nullifier,
+    /// The payment that consumed the token first, as recorded.
     pub first_payment: Payment,
-    pub first_receipt: Receipt,
+    /// Its receipt; `None` when the first payment was itself a losing double
+    /// spend whose fresh tokens were consumed as held (it has no receipt).
+    pub first_receipt: Option<Receipt>,
     pub second_payment: Payment,
     pub detected_log_index: u64,
 }
@@ -44,7 +47,9 @@ impl DoubleSpendEvidence {
             &self.second_payment,
             issuer_public_key,
         )?;
-        if self.first_receipt.tx_id != self.first_payment.tx_id() {
+        if let Some(receipt) = &self.first_receipt
+            && receipt.tx_id != self.first_payment.tx_id()
+        {
             return Err(EvidenceError::ReceiptMismatch);
         }
         let spends = |payment: &Payment| payment.nullifiers().contains(&self.nullifier);
@@ -66,11 +71,11 @@ impl TryFrom<&pb::DoubleSpendEvidence> for DoubleSpendEvidence {
                 &wire.first_payment,
             )?)
             .map_err(|e| e.within("first_payment"))?,
-            first_receipt: Receipt::try_from(field::required(
-                "first_receipt",
-                &wire.first_receipt,
-            )?)
-            .map_err(|e| e.within("first_receipt"))?,
+            first_receipt: wire
+                .first_receipt
+                .as_ref()
+                .map(|r| Receipt::try_from(r).map_err(|e| e.within("first_receipt")))
+                .transpose()?,
             second_payment: Payment::try_from(field::required(
                 "second_payment",
                 &wire.second_payment,
@@ -86,7 +91,7 @@ impl From<&DoubleSpendEvidence> for pb::DoubleSpendEvidence {
         pb::DoubleSpendEvidence {
             nullifier: e.nullifier.0.to_vec(),
             first_payment: Some((&e.first_payment).into()),
-            first_receipt: Some((&e.first_receipt).into()),
+            first_receipt: e.first_receipt.as_ref().map(Into::into),
             second_payment: Some((&e.second_payment).into()),
             detected_log_index: e.detected_log_index,
         }

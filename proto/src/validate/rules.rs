@@ -91,6 +91,26 @@ pub(crate) fn prepare(
     })
 }
 
+/// A certificate on its own (issuer operations such as settlement): rules 2,
+/// 3 and 6 of §6, with the same cache as payments.
+pub fn check_certificate(
+    cert: &OfflineCertificate,
+    ctx: &ValidationContext<'_>,
+    cache: &CertificateCache,
+) -> Result<CertId, RejectReason> {
+    check_certificate_fields(cert)?;
+    let issuer_key = ctx
+        .issuer_keys
+        .issuer_key(cert.issuer_key_id.as_str())
+        .ok_or(RejectReason::UnknownIssuerKey)?;
+    if !issuer_key.covers(cert.issued_at_ms) {
+        return Err(RejectReason::IssuerKeyNotValid);
+    }
+    let cert_id = cert.cert_id();
+    verified_device_key(cert, &cert_id, &issuer_key.public_key, cache)?;
+    Ok(cert_id)
+}
+
 fn check_shape(payment: &Payment) -> Result<(), RejectReason> {
     if payment.inputs.is_empty() {
         return Err(RejectReason::NoInputs);

@@ -76,6 +76,15 @@ impl Validator {
         rules::validate_single(payment, ctx, &self.cache)
     }
 
+    /// A certificate alone (issuer operations), with this validator's cache.
+    pub fn check_certificate(
+        &self,
+        cert: &crate::OfflineCertificate,
+        ctx: &ValidationContext<'_>,
+    ) -> Result<crate::CertId, RejectReason> {
+        rules::check_certificate(cert, ctx, &self.cache)
+    }
+
     /// One verdict per payment, in order.
     pub fn validate_batch(
         &self,

@@ -195,7 +195,7 @@ fn double_spend_evidence_verifies_offline_and_forgeries_do_not() {
     let evidence = DoubleSpendEvidence {
         nullifier,
         first_payment: first.clone(),
-        first_receipt: receipt_for(&first),
+        first_receipt: Some(receipt_for(&first)),
         second_payment: second.clone(),
         detected_log_index: 43,
     };
@@ -216,7 +216,7 @@ fn double_spend_evidence_verifies_offline_and_forgeries_do_not() {
     e.nullifier = first.certificate.cert_id().token_nullifier(9_999);
     assert_eq!(e.verify(&issuer_pk), Err(EvidenceError::NullifierNotShared));
     let mut e = evidence.clone();
-    e.first_receipt.tx_id = second.tx_id();
+    e.first_receipt.as_mut().expect("has receipt").tx_id = second.tx_id();
     assert_eq!(e.verify(&issuer_pk), Err(EvidenceError::ReceiptMismatch));
     assert_eq!(
         evidence.verify(&[9; 32]),
@@ -301,4 +301,48 @@ fn issuer_key_from_the_helper_is_what_the_ledger_registers() {
     let wire = spentledger_protocol::pb::IssuerKey::from(&key);
     assert_eq!(spentledger_protocol::IssuerKey::try_from(&wire), Ok(key));
     let _ = Issuer::offline_limit(&IssuancePolicy::default(), &request(1, 1));
+}
+
+#[test]
+fn a_certificate_is_checked_on_its_own_for_issuer_operations() {
+    let validator = spentledger_protocol::Validator::new(1, 8).expect("one thread");
+    let keys = issuer_keys();
+    let ctx = ValidationContext::new(T0_MS, SKEW_MS, &keys);
+    let cert = funded_wallet(11, 500).certificate().clone();
+    assert_eq!(validator.check_certificate(&cert, &ctx), Ok(cert.cert_id()));
+    let mut forged = cert.clone();
+    forged.total_value += 1;
+    assert_eq!(
+        validator.check_certificate(&forged, &ctx),
+        Err(RejectReason::BadIssuerSignature)
+    );
+    let empty = vec![];
+    let ctx = ValidationContext::new(T0_MS, SKEW_MS, &empty);
+    assert_eq!(
+        validator.check_certificate(&cert, &ctx),
+        Err(RejectReason::UnknownIssuerKey)
+    );
+}
+
+#[test]
+fn evidence_against_a_held_first_payment_has_no_receipt() {
+    let mut wallet = funded_wallet(12, 1_000);
+    let first = wallet
+        .pay(300, &id("m-a"), [1; 32], T0_MS + HOUR_MS)
+        .expect("pay");
+    let tokens: Vec<u32> = first.inputs.iter().map(|i| i.leaf.index).collect();
+    let second = wallet
+        .sign_payment(&tokens, 7, &id("m-b"), [2; 32], T0_MS)
+        .expect("sign");
+    let evidence = DoubleSpendEvidence {
+        nullifier: first.nullifiers()[0],
+        first_payment: first,
+        first_receipt: None,
+        second_payment: second,
+        detected_log_index: 3,
+    };
+    assert_eq!(evidence.verify(&issuer().issuer_key().public_key), Ok(()));
+    let wire = spentledger_protocol::pb::DoubleSpendEvidence::from(&evidence);
+    assert!(wire.first_receipt.is_none());
+    assert_eq!(DoubleSpendEvidence::try_from(&wire), Ok(evidence));
 }
