@@ -82,8 +82,9 @@ impl fmt::Display for DecodeError {
     }
 }
 
-/// Checks for wire fields, shared by every conversion from protobuf.
-pub(crate) mod field {
+/// Checks for wire fields, shared by every conversion from protobuf (and by
+/// the node for the fields of its own commands).
+pub mod field {
     use super::{DecodeError, DecodeProblem};
     use crate::limits::ID_TEXT_BYTES_MAX;
 

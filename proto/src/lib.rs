@@ -68,5 +68,6 @@ pub use types::{
 };
 pub use validate::{
     CertificateCache, IssuerKeys, StatelessVerdict, ValidationContext, ValidationMode, Validator,
+    ValidatorError,
 };
 pub use verdict::{RejectReason, Verdict};

@@ -1,0 +1,10 @@
+//! # spentledger-node
+//!
+//! The ledger node. This crate grows module by module (issue 3); so far:
+//!
+//! - [`state_machine`]: the replicated state machine's rules (accept,
+//!   duplicate, double spend with evidence and held tokens, clone detection,
+//!   revocation, settlement with compaction, issuer keys, running digest), as
+//!   deterministic logic over a storage-neutral read interface.
+
+pub mod state_machine;

@@ -1,0 +1,438 @@
+use spentledger_protocol::limits::CLOCK_SKEW_MS_DEFAULT;
+use spentledger_protocol::types::{Revocation, RevocationReason, receipt_flags};
+use spentledger_protocol::{
+    CertId, CertificateSettlement, CertificateState, CloneEvidence, DoubleSpendEvidence, IssuerKey,
+    Payment, Receipt, RejectReason, StatelessVerdict, TxId, ValidationContext, ValidationMode,
+    Validator, ValidatorError, pb,
+};
+
+use super::command::LedgerCommand;
+use super::ledger_read::{AcceptedPayment, CertRecord, NullifierRecord, StoreError};
+use super::outcome::{CommandOutcome, IssuerOpError, PaymentOutcome};
+use super::overlay::{Evidence, Overlay};
+
+/// Settings of the state machine. Everything here must be identical on every
+/// replica, so nothing is read from a node's own configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerConfig {
+    /// Threads for deterministic validation in apply (any count gives the
+    /// same verdicts; this only sets speed).
+    pub validation_threads: usize,
+    /// Certificate-verification cache entries.
+    pub certificate_cache_entries: usize,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            validation_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            certificate_cache_entries: 65_536,
+        }
+    }
+}
+
+/// Device clock allowance used in apply. A protocol constant rather than
+/// node configuration: replicas configured differently would disagree.
+const APPLY_SKEW_MS: u64 = CLOCK_SKEW_MS_DEFAULT;
+
+/// The ledger rules: applies commands to an [`Overlay`].
+pub struct Ledger {
+    validator: Validator,
+}
+
+impl Ledger {
+    pub fn new(config: LedgerConfig) -> Result<Self, ValidatorError> {
+        Ok(Ledger {
+            validator: Validator::new(config.validation_threads, config.certificate_cache_entries)?,
+        })
+    }
+
+    /// Applies the command of log entry `log_index`. The entry's stamp is
+    /// raised to the largest stamp applied so far, so time never goes back
+    /// along the log even across leaders with skewed clocks.
+    pub fn apply(
+        &self,
+        overlay: &mut Overlay<'_>,
+        log_index: u64,
+        command: &pb::Command,
+    ) -> Result<CommandOutcome, StoreError> {
+        let stamp_ms = command.stamp_ms.max(overlay.last_stamp_ms()?);
+        overlay.put_last_stamp_ms(stamp_ms);
+        let command = match LedgerCommand::decode(command) {
+            Ok(c) => c,
+            Err(e) => return Ok(CommandOutcome::Malformed(e.to_string())),
+        };
+        let at = Stamp {
+            log_index,
+            stamp_ms,
+        };
+        Ok(match command {
+            LedgerCommand::Submit(payments) => {
+                CommandOutcome::Submitted(self.submit(overlay, at, payments)?)
+            }
+            LedgerCommand::Settle {
+                certificate,
+                force_reason,
+            } => CommandOutcome::Settled(self.settle(overlay, at, &certificate, force_reason)?),
+            LedgerCommand::Revoke { cert_id, reason } => {
+                let mut record = cert_record(overlay, &cert_id)?;
+                let revocation = revoke(overlay, &mut record, reason, at)?;
+                overlay.put_certificate(record);
+                CommandOutcome::Revoked(Ok(revocation))
+            }
+            LedgerCommand::RegisterKey(key) => {
+                CommandOutcome::KeyRegistered(register_key(overlay, key)?)
+            }
+            LedgerCommand::RetireKey {
+                key_id,
+                retired_at_ms,
+            } => CommandOutcome::KeyRetired(retire_key(
+                overlay,
+                key_id.as_str(),
+                retired_at_ms.unwrap_or(stamp_ms),
+            )?),
+        })
+    }
+
+    /// DESIGN rule 3, payment by payment in entry order.
+    fn submit(
+        &self,
+        overlay: &mut Overlay<'_>,
+        at: Stamp,
+        wire: &[pb::Payment],
+    ) -> Result<Vec<PaymentOutcome>, StoreError> {
+        let mut payments = Vec::with_capacity(wire.len());
+        let mut decode_errors = Vec::with_capacity(wire.len());
+        for w in wire {
+            match Payment::try_from(w) {
+                Ok(p) => {
+                    payments.push(p);
+                    decode_errors.push(None);
+                }
+                Err(e) => decode_errors.push(Some(e)),
+            }
+        }
+        let keys = overlay.issuer_keys()?;
+        let ctx = ValidationContext::new(at.stamp_ms, APPLY_SKEW_MS, &keys);
+        // Every decoded payment is validated (deterministic mode), duplicates
+        // included, so the signature chunks depend on the entry's bytes alone.
+        let verdicts =
+            self.validator
+                .validate_batch(&payments, &ctx, ValidationMode::Deterministic);
+        let mut decoded = payments.into_iter().zip(verdicts);
+        let mut outcomes = Vec::with_capacity(wire.len());
+        for error in decode_errors {
+            let outcome = match error {
+                Some(e) => PaymentOutcome::Rejected {
+                    tx_id: None,
+                    reason: RejectReason::for_decode_error(&e),
+                    detail: Some(e.to_string()),
+                },
+                None => {
+                    let (payment, verdict) =
+                        decoded.next().expect("one verdict per decoded payment");
+                    self.submit_one(overlay, at, payment, verdict)?
+                }
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    fn submit_one(
+        &self,
+        overlay: &mut Overlay<'_>,
+        at: Stamp,
+        payment: Payment,
+        verdict: StatelessVerdict,
+    ) -> Result<PaymentOutcome, StoreError> {
+        let tx_id = match &verdict {
+            Ok(checked) => checked.tx_id,
+            Err(_) => payment.tx_id(),
+        };
+        // A retry of a recorded payment is answered first, whatever the
+        // clock says now (docs/PROTOCOL.md §9).
+        if let Some(recorded) = overlay.accepted(&tx_id)? {
+            return Ok(PaymentOutcome::Duplicate {
+                receipt: recorded.receipt,
+            });
+        }
+        let cert_id = match verdict {
+            Ok(checked) => checked.cert_id,
+            Err(reason) => {
+                return Ok(PaymentOutcome::Rejected {
+                    tx_id: Some(tx_id),
+                    reason,
+                    detail: None,
+                });
+            }
+        };
+        let mut record = cert_record(overlay, &cert_id)?;
+        if record.state.settled {
+            return Ok(PaymentOutcome::Rejected {
+                tx_id: Some(tx_id),
+                reason: RejectReason::CertificateSettled,
+                detail: None,
+            });
+        }
+        let nullifiers: Vec<_> = payment
+            .inputs
+            .iter()
+            .map(|input| (cert_id.token_nullifier(input.leaf.index), input.leaf.value))
+            .collect();
+        let mut conflicts = Vec::new();
+        let mut fresh = Vec::new();
+        for &(nullifier, value) in &nullifiers {
+            match overlay.nullifier(&nullifier)? {
+                Some(rec) if rec.tx_id != tx_id => conflicts.push((nullifier, rec)),
+                Some(_) => {}
+                None => fresh.push((nullifier, value)),
+            }
+        }
+        let outcome = if conflicts.is_empty() {
+            self.accept(overlay, at, &mut record, payment, tx_id, &nullifiers)?
+        } else {
+            self.double_spend(overlay, at, &mut record, payment, tx_id, &conflicts, &fresh)?
+        };
+        overlay.put_certificate(record);
+        Ok(outcome)
+    }
+
+    fn accept(
+        &self,
+        overlay: &mut Overlay<'_>,
+        at: Stamp,
+        record: &mut CertRecord,
+        payment: Payment,
+        tx_id: TxId,
+        nullifiers: &[(spentledger_protocol::Nullifier, u64)],
+    ) -> Result<PaymentOutcome, StoreError> {
+        let cert_id = record.state.cert_id;
+        for &(nullifier, _) in nullifiers {
+            overlay.put_nullifier(cert_id, nullifier, NullifierRecord { tx_id, held: false });
+        }
+        let counter = cert_id.counter_nullifier(payment.counter);
+        let mut flags = 0;
+        let mut clone_evidence = None;
+        match overlay.counter(&counter)? {
+            Some(first_tx) if first_tx != tx_id => {
+                // Fresh tokens, so no value is created: accept, but the device
+                // is cloned. Flag, keep evidence, revoke.
+                let first = overlay
+                    .accepted(&first_tx)?
+                    .ok_or_else(|| corrupt("counter names a payment that is not recorded"))?;
+                let evidence = CloneEvidence {
+                    counter_nullifier: counter,
+                    first_payment: first.payment,
+                    second_payment: payment.clone(),
+                    detected_log_index: at.log_index,
+                };
+                overlay.put_evidence(cert_id, at.log_index, Evidence::Clone(evidence.clone()));
+                revoke(overlay, record, RevocationReason::ClonedDevice, at)?;
+                flags |= receipt_flags::CLONE_DETECTED;
+                clone_evidence = Some(Box::new(evidence));
+            }
+            Some(_) => {}
+            None => overlay.put_counter(cert_id, counter, tx_id),
+        }
+        let receipt = Receipt {
+            tx_id,
+            log_index: at.log_index,
+            settled_at_ms: at.stamp_ms,
+            payee_id: payment.payee_id.clone(),
+            amount: payment.amount,
+            cert_id,
+            flags,
+        };
+        record.state.spent_value = record.state.spent_value.saturating_add(payment.amount);
+        record.state.payment_count += 1;
+        overlay.put_accepted(AcceptedPayment {
+            payment,
+            receipt: receipt.clone(),
+        });
+        Ok(PaymentOutcome::Accepted {
+            receipt,
+            clone_evidence,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn double_spend(
+        &self,
+        overlay: &mut Overlay<'_>,
+        at: Stamp,
+        record: &mut CertRecord,
+        payment: Payment,
+        tx_id: TxId,
+        conflicts: &[(spentledger_protocol::Nullifier, NullifierRecord)],
+        fresh: &[(spentledger_protocol::Nullifier, u64)],
+    ) -> Result<PaymentOutcome, StoreError> {
+        let cert_id = record.state.cert_id;
+        // Prefer a conflict with an accepted payment: its receipt completes the evidence.
+        let (nullifier, first) = conflicts
+            .iter()
+            .find(|(_, rec)| !rec.held)
+            .unwrap_or(&conflicts[0]);
+        let (first_payment, first_receipt) = match overlay.accepted(&first.tx_id)? {
+            Some(a) => (a.payment, Some(a.receipt)),
+            None => (
+                overlay
+                    .held_payment(&first.tx_id)?
+                    .ok_or_else(|| corrupt("nullifier names a payment that is not recorded"))?,
+                None,
+            ),
+        };
+        let evidence = DoubleSpendEvidence {
+            nullifier: *nullifier,
+            first_payment,
+            first_receipt,
+            second_payment: payment.clone(),
+            detected_log_index: at.log_index,
+        };
+        // A retried losing payment changes nothing more: its tokens are held already.
+        if overlay.held_payment(&tx_id)?.is_none() {
+            for &(n, value) in fresh {
+                overlay.put_nullifier(cert_id, n, NullifierRecord { tx_id, held: true });
+                record.state.held_value = record.state.held_value.saturating_add(value);
+            }
+            overlay.put_held_payment(tx_id, payment);
+            overlay.put_evidence(
+                cert_id,
+                at.log_index,
+                Evidence::DoubleSpend(evidence.clone()),
+            );
+            record.double_spend_detected = true;
+            revoke(overlay, record, RevocationReason::DoubleSpend, at)?;
+        }
+        Ok(PaymentOutcome::DoubleSpend {
+            tx_id,
+            evidence: Box::new(evidence),
+        })
+    }
+
+    /// DESIGN rule 4: settle once past `settle_until`, or earlier by force;
+    /// idempotent; compacts the certificate's nullifiers and counters.
+    fn settle(
+        &self,
+        overlay: &mut Overlay<'_>,
+        at: Stamp,
+        certificate: &spentledger_protocol::OfflineCertificate,
+        force_reason: Option<String>,
+    ) -> Result<Result<CertificateSettlement, IssuerOpError>, StoreError> {
+        let keys = overlay.issuer_keys()?;
+        let ctx = ValidationContext::new(at.stamp_ms, APPLY_SKEW_MS, &keys);
+        let cert_id = match self.validator.check_certificate(certificate, &ctx) {
+            Ok(id) => id,
+            Err(reason) => return Ok(Err(IssuerOpError::InvalidCertificate(reason))),
+        };
+        if let Some(existing) = overlay.settlement(&cert_id)? {
+            return Ok(Ok(existing));
+        }
+        if at.stamp_ms <= certificate.settle_until_ms && force_reason.is_none() {
+            return Ok(Err(IssuerOpError::NotYetSettleable {
+                settle_until_ms: certificate.settle_until_ms,
+                stamp_ms: at.stamp_ms,
+            }));
+        }
+        let mut record = cert_record(overlay, &cert_id)?;
+        let settlement = match CertificateSettlement::compute(
+            certificate,
+            &record.state,
+            record.double_spend_detected,
+            at.stamp_ms,
+            at.log_index,
+            force_reason,
+        ) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(IssuerOpError::Inconsistent(e.to_string()))),
+        };
+        record.state.settled = true;
+        overlay.put_certificate(record);
+        overlay.put_settlement(settlement.clone());
+        overlay.compact(&cert_id)?;
+        Ok(Ok(settlement))
+    }
+}
+
+/// Where in the log a command is applied, and its (monotonic) time.
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    log_index: u64,
+    stamp_ms: u64,
+}
+
+fn corrupt(detail: &str) -> StoreError {
+    StoreError::Corrupt {
+        what: "ledger",
+        detail: detail.to_owned(),
+    }
+}
+
+fn cert_record(overlay: &Overlay<'_>, cert_id: &CertId) -> Result<CertRecord, StoreError> {
+    Ok(overlay.certificate(cert_id)?.unwrap_or_else(|| CertRecord {
+        state: CertificateState::new(*cert_id),
+        double_spend_detected: false,
+        revocation_sequence: None,
+    }))
+}
+
+/// Revokes once: a certificate already revoked keeps its first revocation.
+fn revoke(
+    overlay: &mut Overlay<'_>,
+    record: &mut CertRecord,
+    reason: RevocationReason,
+    at: Stamp,
+) -> Result<Revocation, StoreError> {
+    if let Some(sequence) = record.revocation_sequence {
+        return overlay
+            .revocation(sequence)?
+            .ok_or_else(|| corrupt("certificate names a revocation that is not recorded"));
+    }
+    let revocation = Revocation {
+        sequence: overlay.last_revocation_sequence()? + 1,
+        cert_id: record.state.cert_id,
+        reason,
+        revoked_at_ms: at.stamp_ms,
+        log_index: at.log_index,
+    };
+    record.state.revoked = Some(reason);
+    record.revocation_sequence = Some(revocation.sequence);
+    overlay.put_revocation(revocation.clone());
+    Ok(revocation)
+}
+
+fn register_key(
+    overlay: &mut Overlay<'_>,
+    key: IssuerKey,
+) -> Result<Result<IssuerKey, IssuerOpError>, StoreError> {
+    if let Some(existing) = overlay.issuer_keys()?.get(key.key_id.as_str())
+        && existing.public_key != key.public_key
+    {
+        return Ok(Err(IssuerOpError::KeyConflict {
+            key_id: key.key_id.to_string(),
+        }));
+    }
+    overlay.put_issuer_key(key.clone());
+    Ok(Ok(key))
+}
+
+fn retire_key(
+    overlay: &mut Overlay<'_>,
+    key_id: &str,
+    retired_at_ms: u64,
+) -> Result<Result<IssuerKey, IssuerOpError>, StoreError> {
+    let Some(mut key) = overlay.issuer_keys()?.get(key_id).cloned() else {
+        return Ok(Err(IssuerOpError::UnknownKey {
+            key_id: key_id.to_owned(),
+        }));
+    };
+    if retired_at_ms < key.valid_from_ms {
+        return Ok(Err(IssuerOpError::RetiredBeforeValid {
+            retired_at_ms,
+            valid_from_ms: key.valid_from_ms,
+        }));
+    }
+    key.valid_until_ms = key.valid_until_ms.min(retired_at_ms);
+    overlay.put_issuer_key(key.clone());
+    Ok(Ok(key))
+}
