@@ -7,4 +7,6 @@
 //!   revocation, settlement with compaction, issuer keys, running digest), as
 //!   deterministic logic over a storage-neutral read interface.
 
+pub mod consensus;
 pub mod state_machine;
+pub mod storage;

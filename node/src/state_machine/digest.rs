@@ -72,6 +72,9 @@ impl StateDigest {
                     h.update(&k.valid_until_ms.to_le_bytes());
                 }
             }
+            Some(CommandOutcome::Internal) => {
+                h.update(&[0]);
+            }
             Some(CommandOutcome::Malformed(_)) => {
                 h.update(&[5, RejectReason::Malformed.code()]);
             }

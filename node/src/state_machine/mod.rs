@@ -25,4 +25,4 @@ pub use ledger_read::{
     AcceptedPayment, CertRecord, IndexKey, LedgerRead, NullifierRecord, StoreError,
 };
 pub use outcome::{CommandOutcome, IssuerOpError, PaymentOutcome};
-pub use overlay::{Overlay, WriteSet};
+pub use overlay::{Evidence, Overlay, WriteSet};

@@ -80,4 +80,6 @@ pub enum CommandOutcome {
     KeyRetired(Result<IssuerKey, IssuerOpError>),
     /// The command did not decode (a faulty leader); nothing was changed.
     Malformed(String),
+    /// A blank or membership entry: nothing for a client.
+    Internal,
 }

@@ -1,0 +1,416 @@
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, OptionalSend};
+
+use super::codec::{decode_snapshot_meta, encode_snapshot_meta, snapshot_name};
+use super::type_config::{ClientRequest, Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::state_machine::{CommandOutcome, Ledger, Overlay};
+use crate::storage::snapshot_file::{self, SnapshotFile, sync_dir};
+use crate::storage::state_store::AppliedState;
+use crate::storage::{StateStore, io_err};
+
+const CURRENT_FILE: &str = "CURRENT";
+/// Snapshot files kept on disk (the newest ones).
+const SNAPSHOTS_KEPT: usize = 2;
+
+/// A handle to the live state database, swapped atomically when a snapshot
+/// is installed. Readers (gRPC queries) clone the inner `Arc` and keep a
+/// consistent database for the duration of their read.
+#[derive(Clone)]
+pub struct StateHandle(Arc<RwLock<Arc<StateStore>>>);
+
+impl StateHandle {
+    pub fn current(&self) -> Arc<StateStore> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn replace(&self, store: Arc<StateStore>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = store;
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CurrentSnapshot {
+    meta: SnapshotMeta,
+    path: PathBuf,
+}
+
+/// The openraft state machine: applies committed entries with the
+/// [`Ledger`] rules, persists each apply call atomically with its applied
+/// log id, and builds and installs snapshots.
+///
+/// Layout under its directory: `CURRENT` names the live database
+/// generation (`gen-000001`, ...); `snapshots/` holds snapshot files with a
+/// `.meta` sidecar each.
+pub struct LedgerStateMachine {
+    dir: PathBuf,
+    generation: u64,
+    state: StateHandle,
+    applied: AppliedState,
+    ledger: Arc<Ledger>,
+    current_snapshot: Arc<Mutex<Option<CurrentSnapshot>>>,
+}
+
+fn generation_dir(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("gen-{generation:06}"))
+}
+
+fn snapshots_dir(dir: &Path) -> PathBuf {
+    dir.join("snapshots")
+}
+
+/// Writes `CURRENT` atomically: temp file, fsync, rename, fsync the directory.
+fn write_current(dir: &Path, generation: u64) -> io::Result<()> {
+    let tmp = dir.join("CURRENT.tmp");
+    std::fs::write(&tmp, format!("gen-{generation:06}\n"))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, dir.join(CURRENT_FILE))?;
+    sync_dir(dir)
+}
+
+fn read_current(dir: &Path) -> io::Result<Option<u64>> {
+    match std::fs::read_to_string(dir.join(CURRENT_FILE)) {
+        Ok(text) => text
+            .trim()
+            .strip_prefix("gen-")
+            .and_then(|n| n.parse().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad CURRENT file: {text:?}"),
+                )
+            }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The newest complete snapshot in `snapshots/` (file plus readable sidecar).
+fn find_current_snapshot(dir: &Path) -> io::Result<Option<CurrentSnapshot>> {
+    let mut best: Option<CurrentSnapshot> = None;
+    let Ok(entries) = std::fs::read_dir(snapshots_dir(dir)) else {
+        return Ok(None);
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("meta") {
+            continue;
+        }
+        let data = path.with_extension("snap");
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let Ok(meta) = decode_snapshot_meta(&bytes) else {
+            continue;
+        };
+        if !data.exists() {
+            continue;
+        }
+        if best
+            .as_ref()
+            .is_none_or(|b| b.meta.last_log_id < meta.last_log_id)
+        {
+            best = Some(CurrentSnapshot { meta, path: data });
+        }
+    }
+    Ok(best)
+}
+
+impl LedgerStateMachine {
+    /// Opens (or creates) the state machine under `dir`, removing leftovers
+    /// of an install that crashed before switching `CURRENT`.
+    pub fn open(dir: &Path, ledger: Arc<Ledger>) -> io::Result<Self> {
+        std::fs::create_dir_all(snapshots_dir(dir))?;
+        let generation = match read_current(dir)? {
+            Some(g) => g,
+            None => {
+                write_current(dir, 1)?;
+                1
+            }
+        };
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            if name.starts_with("gen-") && path != generation_dir(dir, generation) {
+                std::fs::remove_dir_all(&path)?;
+            }
+        }
+        let store = StateStore::open(&generation_dir(dir, generation))?;
+        let applied = store.applied_state()?;
+        Ok(LedgerStateMachine {
+            dir: dir.to_owned(),
+            generation,
+            state: StateHandle(Arc::new(RwLock::new(Arc::new(store)))),
+            applied,
+            ledger,
+            current_snapshot: Arc::new(Mutex::new(find_current_snapshot(dir)?)),
+        })
+    }
+
+    /// The live database, for reads.
+    pub fn state(&self) -> StateHandle {
+        self.state.clone()
+    }
+
+    /// Applied log id, membership and digest after the last apply.
+    pub fn applied(&self) -> &AppliedState {
+        &self.applied
+    }
+}
+
+/// Applies entries on a blocking thread: validation is CPU work and RocksDB
+/// reads and the fsynced commit are blocking I/O.
+fn apply_blocking(
+    store: &StateStore,
+    ledger: &Ledger,
+    mut applied: AppliedState,
+    entries: &[Entry],
+) -> io::Result<(AppliedState, Vec<CommandOutcome>)> {
+    let mut overlay = Overlay::new(store);
+    let mut outcomes = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let index = entry.log_id.index();
+        let outcome = match &entry.payload {
+            EntryPayload::Blank => CommandOutcome::Internal,
+            EntryPayload::Normal(ClientRequest(command)) => {
+                ledger.apply(&mut overlay, index, command)?
+            }
+            EntryPayload::Membership(m) => {
+                applied.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                CommandOutcome::Internal
+            }
+        };
+        let folded = match outcome {
+            CommandOutcome::Internal => None,
+            ref o => Some(o),
+        };
+        applied.digest = applied.digest.fold(index, folded);
+        applied.applied = Some(entry.log_id);
+        outcomes.push(outcome);
+    }
+    store.commit(&overlay.into_writes(), &applied)?;
+    Ok((applied, outcomes))
+}
+
+impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = LedgerSnapshotBuilder;
+
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
+        Ok((self.applied.applied, self.applied.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, entries: Strm) -> io::Result<()>
+    where
+        Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
+    {
+        let items: Vec<EntryResponder<TypeConfig>> = entries.try_collect().await?;
+        if items.is_empty() {
+            return Ok(());
+        }
+        let (entries, responders): (Vec<Entry>, Vec<_>) = items.into_iter().unzip();
+        let store = self.state.current();
+        let ledger = self.ledger.clone();
+        let applied = self.applied.clone();
+        let (applied, outcomes) =
+            tokio::task::spawn_blocking(move || apply_blocking(&store, &ledger, applied, &entries))
+                .await
+                .map_err(io_err)??;
+        self.applied = applied;
+        for (responder, outcome) in responders.into_iter().zip(outcomes) {
+            if let Some(responder) = responder {
+                responder.send(outcome);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        LedgerSnapshotBuilder {
+            dir: self.dir.clone(),
+            state: self.state.clone(),
+            current_snapshot: self.current_snapshot.clone(),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotFile,
+    ) -> io::Result<()> {
+        let dir = self.dir.clone();
+        let next = self.generation + 1;
+        let meta_owned = meta.clone();
+        let (store, kept) = tokio::task::spawn_blocking(move || {
+            install_blocking(&dir, next, &meta_owned, &snapshot)
+        })
+        .await
+        .map_err(io_err)??;
+        let old = generation_dir(&self.dir, self.generation);
+        self.applied = store.applied_state()?;
+        self.state.replace(Arc::new(store));
+        self.generation = next;
+        *self
+            .current_snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(kept);
+        // The old generation is no longer named by CURRENT; readers holding
+        // it keep their open handle, RocksDB tolerates the unlink.
+        if let Err(e) = std::fs::remove_dir_all(&old) {
+            tracing::warn!(dir = %old.display(), error = %e, "could not remove the replaced state database");
+        }
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> io::Result<Option<openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>>> {
+        let current = self
+            .current_snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Ok(current.map(|c| Snapshot {
+            meta: c.meta,
+            snapshot: SnapshotFile { path: c.path },
+        }))
+    }
+}
+
+/// Install: load into `gen-N.tmp`, check it, flush and close, rename to
+/// `gen-N`, fsync, then switch `CURRENT`. A crash at any point leaves either
+/// the old state (CURRENT unchanged, leftovers removed at the next open) or
+/// the complete new one.
+fn install_blocking(
+    dir: &Path,
+    generation: u64,
+    meta: &SnapshotMeta,
+    snapshot: &SnapshotFile,
+) -> io::Result<(StateStore, CurrentSnapshot)> {
+    let final_dir = generation_dir(dir, generation);
+    let tmp_dir = final_dir.with_extension("tmp");
+    if tmp_dir.exists() {
+        std::fs::remove_dir_all(&tmp_dir)?;
+    }
+    {
+        let store = StateStore::open(&tmp_dir)?;
+        if let Err(e) = snapshot_file::load(&snapshot.path, &store) {
+            drop(store);
+            std::fs::remove_dir_all(&tmp_dir)?;
+            return Err(e);
+        }
+        let loaded = store.applied_state()?;
+        if loaded.applied != meta.last_log_id {
+            drop(store);
+            std::fs::remove_dir_all(&tmp_dir)?;
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "snapshot data ends at {:?} but its meta says {:?}",
+                    loaded.applied, meta.last_log_id
+                ),
+            ));
+        }
+    }
+    std::fs::rename(&tmp_dir, &final_dir)?;
+    sync_dir(dir)?;
+    write_current(dir, generation)?;
+    // Keep the installed snapshot as our current one (copy: it may be the
+    // sender's file in tests, or a received temp file).
+    let name = snapshot_name(meta);
+    let kept_path = snapshots_dir(dir).join(format!("{name}.snap"));
+    if snapshot.path != kept_path {
+        std::fs::copy(&snapshot.path, &kept_path)?;
+        std::fs::File::open(&kept_path)?.sync_all()?;
+    }
+    write_meta_sidecar(dir, meta)?;
+    prune_snapshots(dir)?;
+    let store = StateStore::open(&final_dir)?;
+    Ok((
+        store,
+        CurrentSnapshot {
+            meta: meta.clone(),
+            path: kept_path,
+        },
+    ))
+}
+
+fn write_meta_sidecar(dir: &Path, meta: &SnapshotMeta) -> io::Result<()> {
+    let path = snapshots_dir(dir).join(format!("{}.meta", snapshot_name(meta)));
+    let tmp = path.with_extension("meta.tmp");
+    std::fs::write(&tmp, encode_snapshot_meta(meta))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    sync_dir(&snapshots_dir(dir))
+}
+
+/// Keeps the newest `SNAPSHOTS_KEPT` snapshots.
+fn prune_snapshots(dir: &Path) -> io::Result<()> {
+    let mut metas: Vec<(SnapshotMeta, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(snapshots_dir(dir))? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) == Some("meta")
+            && let Ok(meta) = std::fs::read(&path)
+                .map_err(io_err)
+                .and_then(|b| decode_snapshot_meta(&b).map_err(Into::into))
+        {
+            metas.push((meta, path));
+        }
+    }
+    metas.sort_by_key(|m| std::cmp::Reverse(m.0.last_log_id));
+    for (_, meta_path) in metas.into_iter().skip(SNAPSHOTS_KEPT) {
+        let _ = std::fs::remove_file(meta_path.with_extension("snap"));
+        let _ = std::fs::remove_file(&meta_path);
+    }
+    Ok(())
+}
+
+/// Builds a snapshot from a consistent RocksDB view of the live database.
+pub struct LedgerSnapshotBuilder {
+    dir: PathBuf,
+    state: StateHandle,
+    current_snapshot: Arc<Mutex<Option<CurrentSnapshot>>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(
+        &mut self,
+    ) -> io::Result<openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>> {
+        let store = self.state.current();
+        let dir = self.dir.clone();
+        let current = tokio::task::spawn_blocking(move || -> io::Result<CurrentSnapshot> {
+            let tmp = snapshots_dir(&dir).join("building.snap");
+            let (_, applied) = snapshot_file::write(&store, &tmp)?;
+            let meta = SnapshotMeta {
+                last_log_id: applied.applied,
+                last_membership: applied.membership,
+            };
+            let path = snapshots_dir(&dir).join(format!("{}.snap", snapshot_name(&meta)));
+            std::fs::rename(&tmp, &path)?;
+            write_meta_sidecar(&dir, &meta)?;
+            prune_snapshots(&dir)?;
+            Ok(CurrentSnapshot { meta, path })
+        })
+        .await
+        .map_err(io_err)??;
+        *self
+            .current_snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(current.clone());
+        Ok(Snapshot {
+            meta: current.meta,
+            snapshot: SnapshotFile { path: current.path },
+        })
+    }
+}

@@ -1,0 +1,534 @@
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+};
+use spentledger_protocol::types::Revocation;
+use spentledger_protocol::{
+    CertId, CertificateSettlement, CertificateState, CloneEvidence, CounterNullifier,
+    DoubleSpendEvidence, IssuerKey, Nullifier, Payment, Receipt, TxId, pb,
+};
+
+use super::io_err;
+use super::keys::{u64_from_key, u64_key};
+use crate::consensus::{
+    LogId, StoredMembership, decode_log_id, decode_membership, encode_log_id, encode_membership,
+};
+use crate::state_machine::{
+    AcceptedPayment, CertRecord, Evidence, IndexKey, LedgerRead, NullifierRecord, StateDigest,
+    StoreError, WriteSet,
+};
+
+pub(crate) const CF_NULLIFIERS: &str = "nullifiers";
+pub(crate) const CF_COUNTERS: &str = "counters";
+pub(crate) const CF_ACCEPTED: &str = "accepted";
+pub(crate) const CF_HELD: &str = "held";
+pub(crate) const CF_CERTIFICATES: &str = "certificates";
+pub(crate) const CF_SETTLEMENTS: &str = "settlements";
+pub(crate) const CF_CERT_INDEX: &str = "cert_index";
+pub(crate) const CF_REVOCATIONS: &str = "revocations";
+pub(crate) const CF_EVIDENCE: &str = "evidence";
+pub(crate) const CF_ISSUER_KEYS: &str = "issuer_keys";
+pub(crate) const CF_META: &str = "meta";
+
+/// Every column family, in a fixed order (the snapshot format numbers them so).
+pub(crate) const COLUMN_FAMILIES: [&str; 11] = [
+    CF_NULLIFIERS,
+    CF_COUNTERS,
+    CF_ACCEPTED,
+    CF_HELD,
+    CF_CERTIFICATES,
+    CF_SETTLEMENTS,
+    CF_CERT_INDEX,
+    CF_REVOCATIONS,
+    CF_EVIDENCE,
+    CF_ISSUER_KEYS,
+    CF_META,
+];
+
+const META_APPLIED: &[u8] = b"applied";
+const META_MEMBERSHIP: &[u8] = b"membership";
+const META_DIGEST: &[u8] = b"digest";
+const META_LAST_STAMP: &[u8] = b"last_stamp";
+
+/// Where the state machine stands after the last applied entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedState {
+    pub applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub digest: StateDigest,
+}
+
+/// The state machine's RocksDB database.
+///
+/// Contract: every [`StateStore::commit`] is one atomic write batch holding
+/// the ledger writes of one apply call *and* the applied log id, membership
+/// and digest, so after a crash the database is at an entry boundary.
+pub struct StateStore {
+    db: DB,
+    dir: PathBuf,
+}
+
+fn corrupt(what: &'static str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        detail: detail.to_string(),
+    }
+}
+
+fn store_err(e: rocksdb::Error) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+pub(crate) fn open_options() -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts
+}
+
+fn cf_options(name: &str) -> Options {
+    let mut opts = Options::default();
+    if name == CF_NULLIFIERS || name == CF_COUNTERS || name == CF_ACCEPTED {
+        // Point look-ups dominate: a bloom filter spares disk reads for
+        // nullifiers that were never spent (the common case).
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        opts.set_block_based_table_factory(&table);
+    }
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts
+}
+
+impl StateStore {
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let cfs = COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, cf_options(name)));
+        let db = DB::open_cf_descriptors(&open_options(), dir, cfs).map_err(io_err)?;
+        Ok(StateStore {
+            db,
+            dir: dir.to_owned(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
+    }
+
+    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf(cf), key).map_err(store_err)
+    }
+
+    pub fn applied_state(&self) -> io::Result<AppliedState> {
+        applied_state_from(|key| self.get(CF_META, key))
+    }
+
+    /// The applied state as of a RocksDB snapshot (consistent with its data).
+    pub(crate) fn applied_state_at(
+        &self,
+        snapshot: &rocksdb::Snapshot<'_>,
+    ) -> io::Result<AppliedState> {
+        applied_state_from(|key| snapshot.get_cf(self.cf(CF_META), key).map_err(store_err))
+    }
+
+    /// Persists one apply call: the ledger writes and where it ended, in one
+    /// atomic, fsynced write batch.
+    pub fn commit(&self, writes: &WriteSet, state: &AppliedState) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        for (tx_id, accepted) in &writes.accepted {
+            b.put_cf(self.cf(CF_ACCEPTED), tx_id.0, encode_accepted(accepted));
+        }
+        for (tx_id, payment) in &writes.held_payments {
+            b.put_cf(
+                self.cf(CF_HELD),
+                tx_id.0,
+                pb::Payment::from(payment).encode_to_vec(),
+            );
+        }
+        for (n, record) in &writes.nullifiers {
+            match record {
+                Some(r) => b.put_cf(self.cf(CF_NULLIFIERS), n.0, encode_nullifier(r)),
+                None => b.delete_cf(self.cf(CF_NULLIFIERS), n.0),
+            }
+        }
+        for (c, tx) in &writes.counters {
+            match tx {
+                Some(tx) => b.put_cf(self.cf(CF_COUNTERS), c.0, tx.0),
+                None => b.delete_cf(self.cf(CF_COUNTERS), c.0),
+            }
+        }
+        for (cert_id, record) in &writes.certificates {
+            b.put_cf(
+                self.cf(CF_CERTIFICATES),
+                cert_id.0,
+                encode_cert_record(record),
+            );
+        }
+        for (cert_id, s) in &writes.settlements {
+            b.put_cf(
+                self.cf(CF_SETTLEMENTS),
+                cert_id.0,
+                pb::CertificateSettlement::from(s).encode_to_vec(),
+            );
+        }
+        for ((cert_id, key), present) in &writes.cert_index {
+            let k = index_key(cert_id, key);
+            if *present {
+                b.put_cf(self.cf(CF_CERT_INDEX), k, []);
+            } else {
+                b.delete_cf(self.cf(CF_CERT_INDEX), k);
+            }
+        }
+        for (seq, r) in &writes.revocations {
+            b.put_cf(
+                self.cf(CF_REVOCATIONS),
+                u64_key(*seq),
+                pb::Revocation::from(r).encode_to_vec(),
+            );
+        }
+        for ((cert_id, log_index, pos), e) in &writes.evidence {
+            let mut k = cert_id.0.to_vec();
+            k.extend_from_slice(&u64_key(*log_index));
+            k.extend_from_slice(&pos.to_be_bytes());
+            b.put_cf(self.cf(CF_EVIDENCE), k, encode_evidence(e));
+        }
+        for (key_id, key) in &writes.issuer_keys {
+            b.put_cf(
+                self.cf(CF_ISSUER_KEYS),
+                key_id.as_bytes(),
+                pb::IssuerKey::from(key).encode_to_vec(),
+            );
+        }
+        if let Some(stamp) = writes.last_stamp_ms {
+            b.put_cf(self.cf(CF_META), META_LAST_STAMP, stamp.to_be_bytes());
+        }
+        let meta = self.cf(CF_META);
+        match &state.applied {
+            Some(id) => b.put_cf(meta, META_APPLIED, encode_log_id(id)),
+            None => b.delete_cf(meta, META_APPLIED),
+        }
+        b.put_cf(meta, META_MEMBERSHIP, encode_membership(&state.membership));
+        b.put_cf(meta, META_DIGEST, state.digest.0);
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(b, &opts).map_err(store_err)
+    }
+
+    /// Evidence recorded for a certificate, in detection order.
+    pub fn evidence(&self, cert_id: &CertId) -> Result<Vec<Evidence>, StoreError> {
+        let mut out = Vec::new();
+        let it = self.db.iterator_cf(
+            self.cf(CF_EVIDENCE),
+            IteratorMode::From(&cert_id.0, Direction::Forward),
+        );
+        for item in it {
+            let (k, v) = item.map_err(store_err)?;
+            if !k.starts_with(&cert_id.0) {
+                break;
+            }
+            out.push(decode_evidence(&v)?);
+        }
+        Ok(out)
+    }
+
+    /// Revocations after `after_sequence`, at most `limit`.
+    pub fn revocations_after(
+        &self,
+        after_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<Revocation>, StoreError> {
+        let start = u64_key(after_sequence.saturating_add(1));
+        self.db
+            .iterator_cf(
+                self.cf(CF_REVOCATIONS),
+                IteratorMode::From(&start, Direction::Forward),
+            )
+            .take(limit)
+            .map(|item| {
+                let (_, v) = item.map_err(store_err)?;
+                decode_revocation(&v)
+            })
+            .collect()
+    }
+}
+
+fn applied_state_from(
+    get: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, StoreError>,
+) -> io::Result<AppliedState> {
+    let applied = get(META_APPLIED)?.map(|b| decode_log_id(&b)).transpose()?;
+    let membership = get(META_MEMBERSHIP)?
+        .map(|b| decode_membership(&b))
+        .transpose()?
+        .unwrap_or_default();
+    let digest = match get(META_DIGEST)? {
+        Some(b) => StateDigest(b.try_into().map_err(|_| io_err("digest is not 32 bytes"))?),
+        None => StateDigest::default(),
+    };
+    Ok(AppliedState {
+        applied,
+        membership,
+        digest,
+    })
+}
+
+fn encode_nullifier(r: &NullifierRecord) -> [u8; 33] {
+    let mut v = [0u8; 33];
+    v[..32].copy_from_slice(&r.tx_id.0);
+    v[32] = u8::from(r.held);
+    v
+}
+
+fn decode_nullifier(v: &[u8]) -> Result<NullifierRecord, StoreError> {
+    if v.len() != 33 || v[32] > 1 {
+        return Err(corrupt("nullifier", format!("{} bytes", v.len())));
+    }
+    Ok(NullifierRecord {
+        tx_id: TxId(v[..32].try_into().expect("length checked")),
+        held: v[32] == 1,
+    })
+}
+
+fn encode_accepted(a: &AcceptedPayment) -> Vec<u8> {
+    let payment = pb::Payment::from(&a.payment).encode_to_vec();
+    let receipt = pb::Receipt::from(&a.receipt).encode_to_vec();
+    let mut v = Vec::with_capacity(4 + payment.len() + receipt.len());
+    v.extend_from_slice(
+        &u32::try_from(payment.len())
+            .expect("a payment is far below 4 GiB")
+            .to_be_bytes(),
+    );
+    v.extend_from_slice(&payment);
+    v.extend_from_slice(&receipt);
+    v
+}
+
+fn decode_accepted(v: &[u8]) -> Result<AcceptedPayment, StoreError> {
+    let len = v
+        .get(..4)
+        .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
+        .ok_or_else(|| corrupt("accepted payment", "short record"))?;
+    let payment_bytes = v
+        .get(4..4 + len)
+        .ok_or_else(|| corrupt("accepted payment", "short record"))?;
+    let receipt_bytes = &v[4 + len..];
+    let payment = decode_payment(payment_bytes)?;
+    let receipt = pb::Receipt::decode(receipt_bytes)
+        .map_err(|e| corrupt("receipt", e))
+        .and_then(|r| Receipt::try_from(&r).map_err(|e| corrupt("receipt", e)))?;
+    Ok(AcceptedPayment { payment, receipt })
+}
+
+fn decode_payment(v: &[u8]) -> Result<Payment, StoreError> {
+    let wire = pb::Payment::decode(v).map_err(|e| corrupt("payment", e))?;
+    Payment::try_from(&wire).map_err(|e| corrupt("payment", e))
+}
+
+fn encode_cert_record(r: &CertRecord) -> Vec<u8> {
+    let mut v = vec![u8::from(r.double_spend_detected)];
+    v.extend_from_slice(&r.revocation_sequence.unwrap_or(0).to_be_bytes());
+    v.extend_from_slice(&pb::CertificateState::from(&r.state).encode_to_vec());
+    v
+}
+
+fn decode_cert_record(v: &[u8]) -> Result<CertRecord, StoreError> {
+    if v.len() < 9 || v[0] > 1 {
+        return Err(corrupt("certificate", "short record"));
+    }
+    let sequence = u64::from_be_bytes(v[1..9].try_into().expect("8 bytes"));
+    let state = pb::CertificateState::decode(&v[9..])
+        .map_err(|e| corrupt("certificate", e))
+        .and_then(|s| CertificateState::try_from(&s).map_err(|e| corrupt("certificate", e)))?;
+    Ok(CertRecord {
+        state,
+        double_spend_detected: v[0] == 1,
+        revocation_sequence: (sequence != 0).then_some(sequence),
+    })
+}
+
+fn index_key(cert_id: &CertId, key: &IndexKey) -> [u8; 65] {
+    let mut k = [0u8; 65];
+    k[..32].copy_from_slice(&cert_id.0);
+    let (kind, hash) = match key {
+        IndexKey::Token(n) => (1u8, n.0),
+        IndexKey::Counter(c) => (2u8, c.0),
+    };
+    k[32] = kind;
+    k[33..].copy_from_slice(&hash);
+    k
+}
+
+fn decode_index_key(k: &[u8]) -> Result<IndexKey, StoreError> {
+    let hash: [u8; 32] = k
+        .get(33..65)
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| corrupt("certificate index", "short key"))?;
+    match k[32] {
+        1 => Ok(IndexKey::Token(Nullifier(hash))),
+        2 => Ok(IndexKey::Counter(CounterNullifier(hash))),
+        other => Err(corrupt("certificate index", format!("kind {other}"))),
+    }
+}
+
+fn encode_evidence(e: &Evidence) -> Vec<u8> {
+    match e {
+        Evidence::DoubleSpend(d) => {
+            let mut v = vec![1u8];
+            v.extend(pb::DoubleSpendEvidence::from(d).encode_to_vec());
+            v
+        }
+        Evidence::Clone(c) => {
+            let mut v = vec![2u8];
+            v.extend(pb::CloneEvidence::from(c).encode_to_vec());
+            v
+        }
+    }
+}
+
+fn decode_evidence(v: &[u8]) -> Result<Evidence, StoreError> {
+    match v.first() {
+        Some(1) => pb::DoubleSpendEvidence::decode(&v[1..])
+            .map_err(|e| corrupt("evidence", e))
+            .and_then(|w| DoubleSpendEvidence::try_from(&w).map_err(|e| corrupt("evidence", e)))
+            .map(Evidence::DoubleSpend),
+        Some(2) => pb::CloneEvidence::decode(&v[1..])
+            .map_err(|e| corrupt("evidence", e))
+            .and_then(|w| CloneEvidence::try_from(&w).map_err(|e| corrupt("evidence", e)))
+            .map(Evidence::Clone),
+        _ => Err(corrupt("evidence", "unknown kind")),
+    }
+}
+
+fn decode_revocation(v: &[u8]) -> Result<Revocation, StoreError> {
+    pb::Revocation::decode(v)
+        .map_err(|e| corrupt("revocation", e))
+        .and_then(|r| Revocation::try_from(&r).map_err(|e| corrupt("revocation", e)))
+}
+
+impl LedgerRead for StateStore {
+    fn accepted(&self, tx_id: &TxId) -> Result<Option<AcceptedPayment>, StoreError> {
+        self.get(CF_ACCEPTED, &tx_id.0)?
+            .map(|v| decode_accepted(&v))
+            .transpose()
+    }
+
+    fn held_payment(&self, tx_id: &TxId) -> Result<Option<Payment>, StoreError> {
+        self.get(CF_HELD, &tx_id.0)?
+            .map(|v| decode_payment(&v))
+            .transpose()
+    }
+
+    fn nullifier(&self, n: &Nullifier) -> Result<Option<NullifierRecord>, StoreError> {
+        self.get(CF_NULLIFIERS, &n.0)?
+            .map(|v| decode_nullifier(&v))
+            .transpose()
+    }
+
+    fn counter(&self, c: &CounterNullifier) -> Result<Option<TxId>, StoreError> {
+        self.get(CF_COUNTERS, &c.0)?
+            .map(|v| {
+                v.as_slice()
+                    .try_into()
+                    .map(TxId)
+                    .map_err(|_| corrupt("counter", "not 32 bytes"))
+            })
+            .transpose()
+    }
+
+    fn certificate(&self, cert_id: &CertId) -> Result<Option<CertRecord>, StoreError> {
+        self.get(CF_CERTIFICATES, &cert_id.0)?
+            .map(|v| decode_cert_record(&v))
+            .transpose()
+    }
+
+    fn settlement(&self, cert_id: &CertId) -> Result<Option<CertificateSettlement>, StoreError> {
+        self.get(CF_SETTLEMENTS, &cert_id.0)?
+            .map(|v| {
+                pb::CertificateSettlement::decode(v.as_slice())
+                    .map_err(|e| corrupt("settlement", e))
+                    .and_then(|s| {
+                        CertificateSettlement::try_from(&s).map_err(|e| corrupt("settlement", e))
+                    })
+            })
+            .transpose()
+    }
+
+    fn cert_index(&self, cert_id: &CertId) -> Result<Vec<IndexKey>, StoreError> {
+        let mut keys = Vec::new();
+        let it = self.db.iterator_cf(
+            self.cf(CF_CERT_INDEX),
+            IteratorMode::From(&cert_id.0, Direction::Forward),
+        );
+        for item in it {
+            let (k, _) = item.map_err(store_err)?;
+            if !k.starts_with(&cert_id.0) {
+                break;
+            }
+            keys.push(decode_index_key(&k)?);
+        }
+        Ok(keys)
+    }
+
+    fn revocation(&self, sequence: u64) -> Result<Option<Revocation>, StoreError> {
+        self.get(CF_REVOCATIONS, &u64_key(sequence))?
+            .map(|v| decode_revocation(&v))
+            .transpose()
+    }
+
+    fn last_revocation_sequence(&self) -> Result<u64, StoreError> {
+        let mut it = self
+            .db
+            .iterator_cf(self.cf(CF_REVOCATIONS), IteratorMode::End);
+        match it.next() {
+            None => Ok(0),
+            Some(item) => {
+                let (k, _) = item.map_err(store_err)?;
+                u64_from_key(&k).ok_or_else(|| corrupt("revocation", "key is not 8 bytes"))
+            }
+        }
+    }
+
+    fn issuer_keys(&self) -> Result<BTreeMap<String, IssuerKey>, StoreError> {
+        let mut keys = BTreeMap::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_ISSUER_KEYS), IteratorMode::Start)
+        {
+            let (_, v) = item.map_err(store_err)?;
+            let key = pb::IssuerKey::decode(v.as_ref())
+                .map_err(|e| corrupt("issuer key", e))
+                .and_then(|k| IssuerKey::try_from(&k).map_err(|e| corrupt("issuer key", e)))?;
+            keys.insert(key.key_id.as_str().to_owned(), key);
+        }
+        Ok(keys)
+    }
+
+    fn last_stamp_ms(&self) -> Result<u64, StoreError> {
+        Ok(match self.get(CF_META, META_LAST_STAMP)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt("last stamp", "not 8 bytes"))?,
+            ),
+            None => 0,
+        })
+    }
+}
+
+impl From<StoreError> for io::Error {
+    fn from(e: StoreError) -> Self {
+        io::Error::other(e.to_string())
+    }
+}

@@ -1,0 +1,317 @@
+//! The RocksDB stores: openraft's storage test suite, durability across
+//! restarts, snapshot transfer and atomic install.
+
+use std::sync::Arc;
+
+use futures::stream;
+use openraft::entry::RaftEntry;
+use openraft::storage::{
+    IOFlushed, RaftLogReader, RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine,
+};
+use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::type_config::TypeConfigExt;
+use openraft::vote::leader_id_std::CommittedLeaderId;
+use openraft::{EntryPayload, StorageError};
+use spentledger_node::consensus::{
+    ClientRequest, Entry, LedgerStateMachine, LogId, TypeConfig, Vote,
+};
+use spentledger_node::state_machine::{Ledger, LedgerConfig, LedgerRead};
+use spentledger_node::storage::LogStore;
+use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
+use spentledger_protocol::types::{Currency, IdText};
+use spentledger_protocol::{Payment, pb};
+use tempfile::TempDir;
+
+const T0_MS: u64 = 1_767_225_600_000;
+
+fn ledger() -> Arc<Ledger> {
+    Arc::new(
+        Ledger::new(LedgerConfig {
+            validation_threads: 1,
+            certificate_cache_entries: 256,
+        })
+        .expect("validator thread"),
+    )
+}
+
+struct Builder;
+
+impl StoreBuilder<TypeConfig, LogStore, LedgerStateMachine, TempDir> for Builder {
+    async fn build(
+        &self,
+    ) -> Result<(TempDir, LogStore, LedgerStateMachine), StorageError<TypeConfig>> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = LogStore::open(&dir.path().join("log")).expect("open log store");
+        let sm = LedgerStateMachine::open(&dir.path().join("state"), ledger())
+            .expect("open state machine");
+        Ok((dir, log, sm))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_suite_passes_on_our_stores() {
+    Suite::test_all(Builder)
+        .await
+        .expect("openraft storage suite");
+}
+
+fn lid(term: u64, index: u64) -> LogId {
+    LogId::new(CommittedLeaderId::new(term), index)
+}
+
+fn id(text: &str) -> IdText {
+    IdText::new("id", text).expect("valid id")
+}
+
+fn issuer() -> Issuer {
+    Issuer::from_seed(id("bank"), [3; 32], 0, u64::MAX)
+}
+
+fn wallet(n: u8) -> Wallet {
+    let seed = [n; 32];
+    let issued = issuer()
+        .issue(
+            &IssuancePolicy::default(),
+            &IssuanceRequest {
+                wallet_id: id(&format!("w{n}")),
+                device_key: Wallet::device_key_for(&seed),
+                currency: Currency::new("c", "EUR").expect("EUR"),
+                balance: 2_000,
+                credit_line: 0,
+                issued_at_ms: T0_MS,
+            },
+        )
+        .expect("issue");
+    Wallet::new(seed, issued.certificate, issued.tokens).expect("wallet")
+}
+
+fn normal(index: u64, command: pb::command::Kind) -> Entry {
+    Entry::new(
+        lid(1, index),
+        EntryPayload::Normal(ClientRequest(pb::Command {
+            stamp_ms: T0_MS + 3_600_000,
+            kind: Some(command),
+        })),
+    )
+}
+
+/// A short log: register the issuer key, then payments with a double spend.
+fn workload() -> (Vec<Entry>, Vec<Payment>) {
+    let register = normal(
+        1,
+        pb::command::Kind::RegisterKey(pb::RegisterIssuerKeyCommand {
+            key: Some((&issuer().issuer_key()).into()),
+        }),
+    );
+    let mut payments = Vec::new();
+    for n in 1..=20u8 {
+        let mut w = wallet(n);
+        let p = w
+            .pay(10 + u64::from(n), &id("m"), [n; 32], T0_MS + 60_000)
+            .expect("pay");
+        if n % 5 == 0 {
+            let tokens: Vec<u32> = p.inputs.iter().map(|i| i.leaf.index).collect();
+            payments.push(
+                w.sign_payment(&tokens, 50, &id("m2"), [0; 32], T0_MS)
+                    .expect("sign"),
+            );
+        }
+        payments.push(p);
+    }
+    let submit = |index, ps: &[Payment]| {
+        normal(
+            index,
+            pb::command::Kind::Submit(pb::SubmitPayments {
+                payments: ps.iter().map(pb::Payment::from).collect(),
+            }),
+        )
+    };
+    let entries = vec![
+        register,
+        submit(2, &payments[..10]),
+        Entry::new(lid(1, 3), EntryPayload::Blank),
+        submit(4, &payments[10..]),
+    ];
+    (entries, payments)
+}
+
+async fn apply(sm: &mut LedgerStateMachine, entries: Vec<Entry>) {
+    let items: Vec<std::io::Result<_>> = entries.into_iter().map(|e| Ok((e, None))).collect();
+    sm.apply(stream::iter(items)).await.expect("apply");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_survives_a_restart_byte_for_byte() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (entries, payments) = workload();
+    let (digest, applied) = {
+        let mut sm = LedgerStateMachine::open(dir.path(), ledger()).expect("open");
+        apply(&mut sm, entries[..2].to_vec()).await;
+        apply(&mut sm, entries[2..].to_vec()).await;
+        (sm.applied().digest, sm.applied().applied)
+    };
+    eprintln!("--- reopen the same directory");
+    let mut sm = LedgerStateMachine::open(dir.path(), ledger()).expect("reopen");
+    assert_eq!(sm.applied().applied, applied);
+    assert_eq!(applied, Some(lid(1, 4)));
+    assert_eq!(sm.applied().digest, digest);
+    let (last, _) = sm.applied_state().await.expect("applied state");
+    assert_eq!(last, Some(lid(1, 4)));
+    let store = sm.state().current();
+    let accepted = payments
+        .iter()
+        .filter(|p| store.accepted(&p.tx_id()).expect("read").is_some())
+        .count();
+    assert_eq!(
+        accepted, 20,
+        "one payment per device accepted, the 4 double spends not"
+    );
+    assert_eq!(store.last_revocation_sequence().expect("read"), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_installs_atomically_and_a_corrupt_one_changes_nothing() {
+    let (entries, payments) = workload();
+    let leader_dir = tempfile::tempdir().expect("temp dir");
+    let mut leader = LedgerStateMachine::open(leader_dir.path(), ledger()).expect("open");
+    apply(&mut leader, entries.clone()).await;
+    let snapshot = leader
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build snapshot");
+    assert_eq!(snapshot.meta.last_log_id, Some(lid(1, 4)));
+
+    eprintln!("--- a wiped follower installs it");
+    let follower_dir = tempfile::tempdir().expect("temp dir");
+    let mut follower = LedgerStateMachine::open(follower_dir.path(), ledger()).expect("open");
+    follower
+        .install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
+        .await
+        .expect("install");
+    assert_eq!(follower.applied(), leader.applied());
+    let store = follower.state().current();
+    for p in &payments {
+        assert_eq!(
+            store.accepted(&p.tx_id()).expect("read"),
+            leader.state().current().accepted(&p.tx_id()).expect("read"),
+        );
+    }
+    let current = std::fs::read_to_string(follower_dir.path().join("CURRENT")).expect("CURRENT");
+    assert_eq!(current.trim(), "gen-000002");
+    assert!(
+        !follower_dir.path().join("gen-000001").exists(),
+        "old generation removed"
+    );
+    let (kept, _) = (
+        follower
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("kept"),
+        (),
+    );
+    assert_eq!(kept.meta, snapshot.meta);
+
+    eprintln!("--- the follower keeps applying after the snapshot");
+    let mut w = wallet(99);
+    let p = w.pay(5, &id("m"), [1; 32], T0_MS + 60_000).expect("pay");
+    apply(
+        &mut follower,
+        vec![normal(
+            5,
+            pb::command::Kind::Submit(pb::SubmitPayments {
+                payments: vec![(&p).into()],
+            }),
+        )],
+    )
+    .await;
+    assert!(
+        follower
+            .state()
+            .current()
+            .accepted(&p.tx_id())
+            .expect("read")
+            .is_some()
+    );
+
+    eprintln!("--- a corrupted snapshot is refused and the live state stays");
+    let before = follower.applied().clone();
+    let bad_path = follower_dir.path().join("corrupt.snap");
+    let mut bytes = std::fs::read(&snapshot.snapshot.path).expect("read snapshot");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&bad_path, bytes).expect("write");
+    let err = follower
+        .install_snapshot(
+            &snapshot.meta,
+            spentledger_node::storage::SnapshotFile { path: bad_path },
+        )
+        .await
+        .expect_err("corrupt snapshot must fail");
+    eprintln!("refused: {err}");
+    assert_eq!(follower.applied(), &before);
+    assert!(
+        follower
+            .state()
+            .current()
+            .accepted(&p.tx_id())
+            .expect("read")
+            .is_some()
+    );
+    assert_eq!(
+        std::fs::read_to_string(follower_dir.path().join("CURRENT"))
+            .expect("CURRENT")
+            .trim(),
+        "gen-000002"
+    );
+    drop(store);
+    drop(follower);
+    let reopened = LedgerStateMachine::open(follower_dir.path(), ledger()).expect("reopen");
+    assert_eq!(reopened.applied(), &before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_keeps_votes_and_entries_across_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let mut log = LogStore::open(dir.path()).expect("open");
+        log.save_vote(&Vote::new_committed(3, 2))
+            .await
+            .expect("vote");
+        let (entries, _) = workload();
+        let mut waiters = Vec::new();
+        for chunk in entries.chunks(1) {
+            let (tx, rx) = TypeConfig::oneshot();
+            log.append(chunk.to_vec(), IOFlushed::signal(tx))
+                .await
+                .expect("append");
+            waiters.push(rx);
+        }
+        for rx in waiters {
+            rx.await.expect("flusher answered").expect("fsync ok");
+        }
+    }
+    let mut log = LogStore::open(dir.path()).expect("reopen");
+    assert_eq!(
+        log.read_vote().await.expect("read"),
+        Some(Vote::new_committed(3, 2))
+    );
+    let state = log.get_log_state().await.expect("state");
+    assert_eq!(state.last_log_id, Some(lid(1, 4)));
+    let got = log.try_get_log_entries(2..4).await.expect("read");
+    assert_eq!(
+        got.iter().map(|e| e.log_id.index()).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    log.purge(lid(1, 2)).await.expect("purge");
+    let state = log.get_log_state().await.expect("state");
+    assert_eq!(state.last_purged_log_id, Some(lid(1, 2)));
+    assert!(
+        log.try_get_log_entries(0..3)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}
