@@ -62,13 +62,7 @@ pub(crate) fn prepare(
     let cert = &payment.certificate;
     check_shape(payment)?;
     check_certificate_fields(cert)?;
-    let issuer_key = ctx
-        .issuer_keys
-        .issuer_key(cert.issuer_key_id.as_str())
-        .ok_or(RejectReason::UnknownIssuerKey)?;
-    if !issuer_key.covers(cert.issued_at_ms) {
-        return Err(RejectReason::IssuerKeyNotValid);
-    }
+    let issuer_key = trusted_issuer_key(cert, ctx)?;
     check_times(payment, ctx)?;
     check_inputs(payment)?;
     let cert_id = cert.cert_id();
@@ -99,13 +93,7 @@ pub fn check_certificate(
     cache: &CertificateCache,
 ) -> Result<CertId, RejectReason> {
     check_certificate_fields(cert)?;
-    let issuer_key = ctx
-        .issuer_keys
-        .issuer_key(cert.issuer_key_id.as_str())
-        .ok_or(RejectReason::UnknownIssuerKey)?;
-    if !issuer_key.covers(cert.issued_at_ms) {
-        return Err(RejectReason::IssuerKeyNotValid);
-    }
+    let issuer_key = trusted_issuer_key(cert, ctx)?;
     let cert_id = cert.cert_id();
     verified_device_key(cert, &cert_id, &issuer_key.public_key, cache)?;
     Ok(cert_id)
@@ -131,6 +119,21 @@ fn check_certificate_fields(cert: &OfflineCertificate) -> Result<(), RejectReaso
     } else {
         Err(RejectReason::BadCertificate)
     }
+}
+
+/// Rule 3: the certificate's issuer key is trusted and covers its issuance.
+fn trusted_issuer_key<'k>(
+    cert: &OfflineCertificate,
+    ctx: &ValidationContext<'k>,
+) -> Result<&'k crate::IssuerKey, RejectReason> {
+    let key = ctx
+        .issuer_keys
+        .issuer_key(cert.issuer_key_id.as_str())
+        .ok_or(RejectReason::UnknownIssuerKey)?;
+    if !key.covers(cert.issued_at_ms) {
+        return Err(RejectReason::IssuerKeyNotValid);
+    }
+    Ok(key)
 }
 
 fn check_times(payment: &Payment, ctx: &ValidationContext<'_>) -> Result<(), RejectReason> {
