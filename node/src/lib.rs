@@ -8,5 +8,7 @@
 //!   deterministic logic over a storage-neutral read interface.
 
 pub mod consensus;
+pub mod ledger_node;
+pub mod network;
 pub mod state_machine;
 pub mod storage;

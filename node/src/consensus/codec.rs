@@ -126,14 +126,24 @@ fn stored_membership_from_pb(meta: &pb::SnapshotMeta) -> Result<StoredMembership
     ))
 }
 
-pub fn encode_snapshot_meta(meta: &SnapshotMeta) -> Vec<u8> {
+pub fn snapshot_meta_to_pb(meta: &SnapshotMeta) -> pb::SnapshotMeta {
     pb::SnapshotMeta {
         last_log_id: meta.last_log_id.as_ref().map(log_id_to_pb),
         last_membership_log_id: meta.last_membership.log_id().as_ref().map(log_id_to_pb),
         last_membership: Some(membership_to_pb(meta.last_membership.membership())),
         snapshot_id: snapshot_name(meta),
     }
-    .encode_to_vec()
+}
+
+pub fn snapshot_meta_from_pb(meta: &pb::SnapshotMeta) -> Result<SnapshotMeta, CodecError> {
+    Ok(SnapshotMeta {
+        last_log_id: meta.last_log_id.as_ref().map(log_id_from_pb),
+        last_membership: stored_membership_from_pb(meta)?,
+    })
+}
+
+pub fn encode_snapshot_meta(meta: &SnapshotMeta) -> Vec<u8> {
+    snapshot_meta_to_pb(meta).encode_to_vec()
 }
 
 pub fn decode_snapshot_meta(bytes: &[u8]) -> Result<SnapshotMeta, CodecError> {

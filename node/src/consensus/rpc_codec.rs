@@ -1,0 +1,105 @@
+//! openraft RPC messages <-> protobuf (`spentledger.v1` raft.proto).
+
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+use spentledger_protocol::pb;
+
+use super::codec::{
+    CodecError, entry_from_pb, entry_to_pb, log_id_from_pb, log_id_to_pb, vote_from_pb, vote_to_pb,
+};
+use super::type_config::TypeConfig;
+
+fn required<T>(what: &'static str, field: &'static str, value: Option<T>) -> Result<T, CodecError> {
+    value.ok_or(CodecError::Missing { what, field })
+}
+
+pub fn append_request_to_pb(req: &AppendEntriesRequest<TypeConfig>) -> pb::AppendEntriesRequest {
+    pb::AppendEntriesRequest {
+        vote: Some(vote_to_pb(&req.vote)),
+        prev_log_id: req.prev_log_id.as_ref().map(log_id_to_pb),
+        entries: req.entries.iter().map(entry_to_pb).collect(),
+        leader_commit: req.leader_commit.as_ref().map(log_id_to_pb),
+    }
+}
+
+pub fn append_request_from_pb(
+    req: pb::AppendEntriesRequest,
+) -> Result<AppendEntriesRequest<TypeConfig>, CodecError> {
+    Ok(AppendEntriesRequest {
+        vote: vote_from_pb(&required("append entries", "vote", req.vote)?)?,
+        prev_log_id: req.prev_log_id.as_ref().map(log_id_from_pb),
+        entries: req
+            .entries
+            .into_iter()
+            .map(entry_from_pb)
+            .collect::<Result<_, _>>()?,
+        leader_commit: req.leader_commit.as_ref().map(log_id_from_pb),
+    })
+}
+
+pub fn append_response_to_pb(
+    resp: &AppendEntriesResponse<TypeConfig>,
+) -> pb::AppendEntriesResponse {
+    use pb::append_entries_response::Result as R;
+    let result = match resp {
+        AppendEntriesResponse::Success => R::Success(true),
+        AppendEntriesResponse::PartialSuccess(id) => R::PartialSuccess(pb::OptionalLogId {
+            log_id: id.as_ref().map(log_id_to_pb),
+        }),
+        AppendEntriesResponse::Conflict => R::Conflict(true),
+        AppendEntriesResponse::HigherVote(v) => R::HigherVote(vote_to_pb(v)),
+    };
+    pb::AppendEntriesResponse {
+        result: Some(result),
+    }
+}
+
+pub fn append_response_from_pb(
+    resp: pb::AppendEntriesResponse,
+) -> Result<AppendEntriesResponse<TypeConfig>, CodecError> {
+    use pb::append_entries_response::Result as R;
+    Ok(
+        match required("append entries response", "result", resp.result)? {
+            R::Success(_) => AppendEntriesResponse::Success,
+            R::PartialSuccess(id) => {
+                AppendEntriesResponse::PartialSuccess(id.log_id.as_ref().map(log_id_from_pb))
+            }
+            R::Conflict(_) => AppendEntriesResponse::Conflict,
+            R::HigherVote(v) => AppendEntriesResponse::HigherVote(vote_from_pb(&v)?),
+        },
+    )
+}
+
+pub fn vote_request_to_pb(req: &VoteRequest<TypeConfig>) -> pb::VoteRequest {
+    pb::VoteRequest {
+        vote: Some(vote_to_pb(&req.vote)),
+        last_log_id: req.last_log_id.as_ref().map(log_id_to_pb),
+        leadership_transfer: req.leadership_transfer,
+    }
+}
+
+pub fn vote_request_from_pb(req: pb::VoteRequest) -> Result<VoteRequest<TypeConfig>, CodecError> {
+    let mut out = VoteRequest::new(
+        vote_from_pb(&required("vote request", "vote", req.vote)?)?,
+        req.last_log_id.as_ref().map(log_id_from_pb),
+    );
+    out.leadership_transfer = req.leadership_transfer;
+    Ok(out)
+}
+
+pub fn vote_response_to_pb(resp: &VoteResponse<TypeConfig>) -> pb::VoteResponse {
+    pb::VoteResponse {
+        vote: Some(vote_to_pb(&resp.vote)),
+        vote_granted: resp.vote_granted,
+        last_log_id: resp.last_log_id.as_ref().map(log_id_to_pb),
+    }
+}
+
+pub fn vote_response_from_pb(
+    resp: pb::VoteResponse,
+) -> Result<VoteResponse<TypeConfig>, CodecError> {
+    Ok(VoteResponse::new(
+        vote_from_pb(&required("vote response", "vote", resp.vote)?)?,
+        resp.last_log_id.as_ref().map(log_id_from_pb),
+        resp.vote_granted,
+    ))
+}

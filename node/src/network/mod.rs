@@ -1,0 +1,15 @@
+//! Node-to-node Raft transport over tonic: the client side
+//! ([`PeerNetworkFactory`]) and the server side ([`RaftService`]).
+
+mod peer_client;
+mod raft_service;
+
+pub use peer_client::{PeerNetwork, PeerNetworkFactory};
+pub use raft_service::RaftService;
+
+/// Bytes of snapshot data per streamed chunk.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+/// Largest snapshot a node accepts.
+pub const SNAPSHOT_BYTES_MAX: u64 = 64 << 30;
+/// Largest gRPC message between nodes (entries are bounded by the leader's batching).
+pub const RAFT_MESSAGE_BYTES_MAX: usize = 64 << 20;
