@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::api::{ApiLimits, SettlementService};
 use crate::consensus::{LedgerStateMachine, NodeId, StateHandle, TypeConfig};
 use crate::network::{PeerNetworkFactory, RAFT_MESSAGE_BYTES_MAX, RaftService};
 use crate::state_machine::{Ledger, LedgerConfig};
@@ -48,6 +49,7 @@ pub struct NodeOptions {
     pub listener: TcpListener,
     pub timings: RaftTimings,
     pub ledger: LedgerConfig,
+    pub api: ApiLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +105,12 @@ impl LedgerNode {
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         let addr = options.listener.local_addr()?;
         let service = RaftService::new(raft.clone(), options.data_dir.join("incoming"));
+        // Ingress validation has its own pool and cache, apart from apply's.
+        let ingress = Arc::new(spentledger_protocol::Validator::new(
+            options.ledger.validation_threads,
+            options.ledger.certificate_cache_entries,
+        )?);
+        let settlement = SettlementService::new(raft.clone(), state.clone(), ingress, options.api);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(options.listener);
         let server = tokio::spawn(
@@ -112,6 +120,7 @@ impl LedgerNode {
                         .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
                         .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX),
                 )
+                .add_service(pb::settlement_server::SettlementServer::new(settlement))
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stop_rx.await;
                 }),

@@ -7,6 +7,7 @@
 //!   revocation, settlement with compaction, issuer keys, running digest), as
 //!   deterministic logic over a storage-neutral read interface.
 
+pub mod api;
 pub mod consensus;
 pub mod ledger_node;
 pub mod network;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
 use openraft::type_config::async_runtime::WatchReceiver;
+use spentledger_node::api::{ApiLimits, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 use spentledger_node::consensus::ClientRequest;
 use spentledger_node::ledger_node::{LedgerNode, NodeOptions, RaftTimings};
 use spentledger_node::state_machine::{CommandOutcome, LedgerConfig, PaymentOutcome};
@@ -44,6 +45,10 @@ async fn start_node(id: u64, dir: PathBuf, listener: TcpListener) -> LedgerNode 
         ledger: LedgerConfig {
             validation_threads: 1,
             certificate_cache_entries: 1_024,
+        },
+        api: ApiLimits {
+            batch_payments_max: 8,
+            ..ApiLimits::default()
         },
     })
     .await
@@ -202,6 +207,22 @@ fn issuer() -> Issuer {
 }
 
 fn wallet(n: u8) -> Wallet {
+    wallet_issued_at(n, T0_MS)
+}
+
+/// The node's ingress checks use its real clock: certificates for gRPC tests
+/// are issued a minute ago.
+fn now_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis(),
+    )
+    .expect("millis fit u64")
+}
+
+fn wallet_issued_at(n: u8, issued_at_ms: u64) -> Wallet {
     let seed = [n; 32];
     let issued = issuer()
         .issue(
@@ -212,7 +233,7 @@ fn wallet(n: u8) -> Wallet {
                 currency: Currency::new("c", "EUR").expect("EUR"),
                 balance: 3_000,
                 credit_line: 0,
-                issued_at_ms: T0_MS,
+                issued_at_ms,
             },
         )
         .expect("issue");
@@ -355,4 +376,133 @@ async fn a_wiped_node_catches_up_by_snapshot() {
     for id in cluster.nodes.keys().copied().collect::<Vec<_>>() {
         cluster.stop(id).await;
     }
+}
+
+async fn settlement_client(
+    addr: SocketAddr,
+) -> pb::settlement_client::SettlementClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("valid address")
+        .connect()
+        .await
+        .expect("connect");
+    pb::settlement_client::SettlementClient::new(channel)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gateways_submit_over_grpc_and_followers_name_the_leader() {
+    let cluster = Cluster::start(3).await;
+    cluster.must_write(register_key()).await;
+    let leader = cluster.must_leader().await;
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let now = now_ms();
+    let mut w = wallet_issued_at(40, now - 60_000);
+    let good = w.pay(75, &id("m"), [1; 32], now).expect("pay");
+    let mut forged = w.pay(20, &id("m"), [2; 32], now).expect("pay");
+    forged.amount += 1;
+    let tokens: Vec<u32> = good.inputs.iter().map(|i| i.leaf.index).collect();
+    let twice = w
+        .sign_payment(&tokens, 9, &id("m2"), [3; 32], now)
+        .expect("sign");
+    let mut malformed = pb::Payment::from(&good);
+    malformed.device_signature.truncate(5);
+    let request = pb::SubmitBatchRequest {
+        batch_id: 7,
+        payments: vec![(&good).into(), (&forged).into(), (&twice).into(), malformed],
+    };
+
+    eprintln!("--- a follower refuses the write and names the leader");
+    let status = settlement_client(cluster.addrs[&follower])
+        .await
+        .submit_batch(request.clone())
+        .await
+        .expect_err("followers do not take writes yet");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(
+        status
+            .metadata()
+            .get(LEADER_ID_HEADER)
+            .and_then(|v| v.to_str().ok()),
+        Some(leader.to_string().as_str())
+    );
+    assert_eq!(
+        status
+            .metadata()
+            .get(LEADER_ADDR_HEADER)
+            .and_then(|v| v.to_str().ok()),
+        Some(cluster.addrs[&leader].to_string().as_str())
+    );
+
+    eprintln!("--- the leader gives per-item verdicts in order");
+    let mut client = settlement_client(cluster.addrs[&leader]).await;
+    let response = client
+        .submit_batch(request.clone())
+        .await
+        .expect("submit")
+        .into_inner();
+    assert_eq!(response.batch_id, 7);
+    let verdicts: Vec<i32> = response.results.iter().map(|r| r.verdict).collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            pb::Verdict::Accepted as i32,
+            pb::Verdict::Rejected as i32,
+            pb::Verdict::DoubleSpend as i32,
+            pb::Verdict::Rejected as i32,
+        ]
+    );
+    assert_eq!(
+        response.results[1].reject_reason,
+        pb::RejectReason::AmountMismatch as i32
+    );
+    assert_eq!(
+        response.results[3].reject_reason,
+        pb::RejectReason::Malformed as i32
+    );
+    assert!(
+        response.results[3].detail.contains("device_signature"),
+        "{}",
+        response.results[3].detail
+    );
+    let evidence = response.results[2].double_spend.as_ref().expect("evidence");
+    spentledger_protocol::DoubleSpendEvidence::try_from(evidence)
+        .expect("evidence decodes")
+        .verify(&issuer().issuer_key().public_key)
+        .expect("evidence verifies offline");
+
+    eprintln!("--- a retry is a duplicate with the original receipt; reads are linearizable");
+    let retry = client
+        .submit_batch(request)
+        .await
+        .expect("retry")
+        .into_inner();
+    assert_eq!(retry.results[0].verdict, pb::Verdict::Duplicate as i32);
+    assert_eq!(retry.results[0].receipt, response.results[0].receipt);
+    let got = client
+        .get_payment(pb::GetPaymentRequest {
+            tx_id: good.tx_id().0.to_vec(),
+            consistency: pb::ReadConsistency::Linearizable as i32,
+        })
+        .await
+        .expect("get payment")
+        .into_inner();
+    assert!(got.found);
+    assert_eq!(got.receipt, response.results[0].receipt);
+
+    eprintln!("--- limits: an oversized batch is refused with a clear error");
+    let too_many = pb::SubmitBatchRequest {
+        batch_id: 8,
+        payments: vec![pb::Payment::from(&good); 9],
+    };
+    let status = client
+        .submit_batch(too_many)
+        .await
+        .expect_err("over the limit");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("at most 8"),
+        "{}",
+        status.message()
+    );
+    cluster.must_converge().await;
 }

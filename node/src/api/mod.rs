@@ -1,0 +1,10 @@
+//! Client-facing gRPC services.
+
+mod results;
+mod settlement;
+
+pub use settlement::{ApiLimits, SettlementService};
+
+/// Metadata keys carrying the leader's identity on a redirect.
+pub const LEADER_ID_HEADER: &str = "x-spentledger-leader-id";
+pub const LEADER_ADDR_HEADER: &str = "x-spentledger-leader-addr";
