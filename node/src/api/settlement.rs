@@ -3,7 +3,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
 use spentledger_protocol::pb::settlement_server::Settlement;
-use spentledger_protocol::{Payment, TxId, ValidationContext, ValidationMode, Validator, pb};
+use spentledger_protocol::{
+    CertId, Nullifier, Payment, TxId, ValidationContext, ValidationMode, Validator, pb,
+};
 use tonic::{Request, Response, Status};
 
 use super::results::{payment_result, rejected};
@@ -86,13 +88,53 @@ enum Ingress {
     Proposed(usize),
 }
 
-#[tonic::async_trait]
-impl Settlement for SettlementService {
-    async fn submit_batch(
+/// Revocations returned by one ListRevocations call when no limit is given, and at most.
+const REVOCATIONS_PAGE_DEFAULT: usize = 1_000;
+const REVOCATIONS_PAGE_MAX: usize = 10_000;
+/// Nullifiers per CheckNullifiers call.
+const NULLIFIERS_PER_CHECK_MAX: usize = 10_000;
+/// How often a revocation watch looks for new entries.
+const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+/// Batches a SubmitStream may have in flight before it stops reading.
+const STREAM_BATCHES_IN_FLIGHT: usize = 4;
+
+impl SettlementService {
+    /// Linearizable reads (the default) confirm leadership with a quorum and
+    /// wait until this node has applied up to the read index.
+    async fn read_barrier(&self, consistency: i32) -> Result<(), Status> {
+        if consistency == pb::ReadConsistency::Stale as i32 {
+            return Ok(());
+        }
+        self.raft
+            .ensure_linearizable(openraft::raft::ReadPolicy::ReadIndex)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                RaftError::APIError(openraft::error::LinearizableReadError::ForwardToLeader(f)) => {
+                    self.not_leader(f.leader_id.map(|id| (id, f.leader_node.map(|n| n.addr))))
+                }
+                other => Status::unavailable(format!("raft: {other}")),
+            })
+    }
+
+    /// Runs a read against the live state database on a blocking thread.
+    async fn read<T: Send + 'static>(
         &self,
-        request: Request<pb::SubmitBatchRequest>,
-    ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
-        let batch = request.into_inner();
+        f: impl FnOnce(&crate::storage::StateStore) -> Result<T, crate::state_machine::StoreError>
+        + Send
+        + 'static,
+    ) -> Result<T, Status> {
+        let store = self.state.current();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(internal)?
+            .map_err(internal)
+    }
+
+    async fn submit(
+        &self,
+        batch: pb::SubmitBatchRequest,
+    ) -> Result<pb::SubmitBatchResponse, Status> {
         if batch.payments.len() > self.limits.batch_payments_max {
             return Err(Status::invalid_argument(format!(
                 "payments: {} in one batch, at most {}",
@@ -105,6 +147,7 @@ impl Settlement for SettlementService {
         let validator = self.validator.clone();
         let skew_ms = self.limits.skew_ms;
         let stamp_ms = now_ms();
+        let batch_id = batch.batch_id;
         let wire = batch.payments;
         let (routes, proposed) = tokio::task::spawn_blocking(move || -> Result<_, Status> {
             let keys = store.issuer_keys().map_err(internal)?;
@@ -176,11 +219,21 @@ impl Settlement for SettlementService {
                     .ok_or_else(|| internal("fewer outcomes than proposed payments")),
             })
             .collect::<Result<Vec<_>, Status>>()?;
-        Ok(Response::new(pb::SubmitBatchResponse {
-            batch_id: batch.batch_id,
+        Ok(pb::SubmitBatchResponse {
+            batch_id,
             results,
             log_index,
-        }))
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Settlement for SettlementService {
+    async fn submit_batch(
+        &self,
+        request: Request<pb::SubmitBatchRequest>,
+    ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        self.submit(request.into_inner()).await.map(Response::new)
     }
 
     type SubmitStreamStream = std::pin::Pin<
@@ -189,11 +242,19 @@ impl Settlement for SettlementService {
 
     async fn submit_stream(
         &self,
-        _request: Request<tonic::Streaming<pb::SubmitBatchRequest>>,
+        request: Request<tonic::Streaming<pb::SubmitBatchRequest>>,
     ) -> Result<Response<Self::SubmitStreamStream>, Status> {
-        Err(Status::unimplemented(
-            "SubmitStream is not available yet; use SubmitBatch",
-        ))
+        let service = self.clone();
+        // Batches are answered in the order they arrive; a bounded number are
+        // in flight, so a fast gateway cannot queue unbounded work.
+        let responses = futures::StreamExt::buffered(
+            futures::StreamExt::map(request.into_inner(), move |item| {
+                let service = service.clone();
+                async move { service.submit(item?).await }
+            }),
+            STREAM_BATCHES_IN_FLIGHT,
+        );
+        Ok(Response::new(Box::pin(responses)))
     }
 
     async fn get_payment(
@@ -203,23 +264,8 @@ impl Settlement for SettlementService {
         let req = request.into_inner();
         let tx_id = TxId::from_field("tx_id", &req.tx_id)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if req.consistency != pb::ReadConsistency::Stale as i32 {
-            // Linearizable by default: confirm leadership and wait until applied (read index).
-            self.raft
-                .ensure_linearizable(openraft::raft::ReadPolicy::ReadIndex)
-                .await
-                .map_err(|e| match e {
-                    RaftError::APIError(
-                        openraft::error::LinearizableReadError::ForwardToLeader(f),
-                    ) => self.not_leader(f.leader_id.map(|id| (id, f.leader_node.map(|n| n.addr)))),
-                    other => Status::unavailable(format!("raft: {other}")),
-                })?;
-        }
-        let store = self.state.current();
-        let found = tokio::task::spawn_blocking(move || store.accepted(&tx_id))
-            .await
-            .map_err(internal)?
-            .map_err(internal)?;
+        self.read_barrier(req.consistency).await?;
+        let found = self.read(move |store| store.accepted(&tx_id)).await?;
         Ok(Response::new(match found {
             Some(a) => pb::GetPaymentResponse {
                 found: true,
@@ -232,46 +278,158 @@ impl Settlement for SettlementService {
 
     async fn check_nullifiers(
         &self,
-        _request: Request<pb::CheckNullifiersRequest>,
+        request: Request<pb::CheckNullifiersRequest>,
     ) -> Result<Response<pb::CheckNullifiersResponse>, Status> {
-        Err(Status::unimplemented(
-            "CheckNullifiers is not available yet",
-        ))
+        let req = request.into_inner();
+        if req.nullifiers.len() > NULLIFIERS_PER_CHECK_MAX {
+            return Err(Status::invalid_argument(format!(
+                "nullifiers: {} in one call, at most {NULLIFIERS_PER_CHECK_MAX}",
+                req.nullifiers.len()
+            )));
+        }
+        let nullifiers = req
+            .nullifiers
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Nullifier::from_field(&format!("nullifiers[{i}]"), n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.read_barrier(req.consistency).await?;
+        let statuses = self
+            .read(move |store| {
+                nullifiers
+                    .iter()
+                    .map(|n| {
+                        Ok(match store.nullifier(n)? {
+                            Some(r) => pb::NullifierStatus {
+                                nullifier: n.0.to_vec(),
+                                spent: true,
+                                tx_id: r.tx_id.0.to_vec(),
+                                held: r.held,
+                            },
+                            None => pb::NullifierStatus {
+                                nullifier: n.0.to_vec(),
+                                ..Default::default()
+                            },
+                        })
+                    })
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(pb::CheckNullifiersResponse { statuses }))
     }
 
     async fn get_certificate(
         &self,
-        _request: Request<pb::GetCertificateRequest>,
+        request: Request<pb::GetCertificateRequest>,
     ) -> Result<Response<pb::GetCertificateResponse>, Status> {
-        Err(Status::unimplemented("GetCertificate is not available yet"))
+        let req = request.into_inner();
+        let cert_id = CertId::from_field("cert_id", &req.cert_id)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.read_barrier(req.consistency).await?;
+        let record = self.read(move |store| store.certificate(&cert_id)).await?;
+        Ok(Response::new(match record {
+            Some(r) => pb::GetCertificateResponse {
+                found: true,
+                state: Some((&r.state).into()),
+            },
+            None => pb::GetCertificateResponse::default(),
+        }))
     }
 
     async fn list_revocations(
         &self,
-        _request: Request<pb::ListRevocationsRequest>,
+        request: Request<pb::ListRevocationsRequest>,
     ) -> Result<Response<pb::ListRevocationsResponse>, Status> {
-        Err(Status::unimplemented(
-            "ListRevocations is not available yet",
-        ))
+        let req = request.into_inner();
+        let limit = match req.limit as usize {
+            0 => REVOCATIONS_PAGE_DEFAULT,
+            n => n.min(REVOCATIONS_PAGE_MAX),
+        };
+        self.read_barrier(req.consistency).await?;
+        let after = req.after_sequence;
+        let (revocations, last_sequence) = self
+            .read(move |store| {
+                Ok((
+                    store.revocations_after(after, limit)?,
+                    store.last_revocation_sequence()?,
+                ))
+            })
+            .await?;
+        Ok(Response::new(pb::ListRevocationsResponse {
+            revocations: revocations.iter().map(Into::into).collect(),
+            last_sequence,
+        }))
     }
 
     type WatchRevocationsStream = std::pin::Pin<
         Box<dyn futures::Stream<Item = Result<pb::Revocation, Status>> + Send + 'static>,
     >;
 
+    /// Revocations after `after_sequence`, then new ones as they are applied.
+    /// A watcher that reconnects with the last sequence it received misses
+    /// nothing and gets nothing twice.
     async fn watch_revocations(
         &self,
-        _request: Request<pb::WatchRevocationsRequest>,
+        request: Request<pb::WatchRevocationsRequest>,
     ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
-        Err(Status::unimplemented(
-            "WatchRevocations is not available yet",
-        ))
+        let state = self.state.clone();
+        let start = request.into_inner().after_sequence;
+        let (tx, rx) = tokio::sync::mpsc::channel(REVOCATIONS_PAGE_DEFAULT);
+        tokio::spawn(async move {
+            let mut after = start;
+            loop {
+                let store = state.current();
+                let page = tokio::task::spawn_blocking(move || {
+                    store.revocations_after(after, REVOCATIONS_PAGE_DEFAULT)
+                })
+                .await;
+                let page = match page {
+                    Ok(Ok(page)) => page,
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Err(internal(e))).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(internal(e))).await;
+                        return;
+                    }
+                };
+                let caught_up = page.len() < REVOCATIONS_PAGE_DEFAULT;
+                for r in &page {
+                    after = r.sequence;
+                    if tx.send(Ok(r.into())).await.is_err() {
+                        return; // the watcher went away
+                    }
+                }
+                if caught_up {
+                    tokio::select! {
+                        _ = tokio::time::sleep(WATCH_POLL) => {}
+                        _ = tx.closed() => return,
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn get_settlement(
         &self,
-        _request: Request<pb::GetSettlementRequest>,
+        request: Request<pb::GetSettlementRequest>,
     ) -> Result<Response<pb::GetSettlementResponse>, Status> {
-        Err(Status::unimplemented("GetSettlement is not available yet"))
+        let req = request.into_inner();
+        let cert_id = CertId::from_field("cert_id", &req.cert_id)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.read_barrier(req.consistency).await?;
+        let settlement = self.read(move |store| store.settlement(&cert_id)).await?;
+        Ok(Response::new(match settlement {
+            Some(s) => pb::GetSettlementResponse {
+                found: true,
+                settlement: Some((&s).into()),
+            },
+            None => pb::GetSettlementResponse::default(),
+        }))
     }
 }

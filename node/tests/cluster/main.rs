@@ -504,5 +504,145 @@ async fn gateways_submit_over_grpc_and_followers_name_the_leader() {
         "{}",
         status.message()
     );
+
+    eprintln!("--- nullifiers, certificate state and the revocation feed reflect the double spend");
+    let mut unknown = good.nullifiers()[0].0;
+    unknown[0] ^= 0xff;
+    let checks = client
+        .check_nullifiers(pb::CheckNullifiersRequest {
+            nullifiers: vec![good.nullifiers()[0].0.to_vec(), unknown.to_vec()],
+            consistency: pb::ReadConsistency::Linearizable as i32,
+        })
+        .await
+        .expect("check")
+        .into_inner()
+        .statuses;
+    assert!(checks[0].spent && !checks[0].held && checks[0].tx_id == good.tx_id().0.to_vec());
+    assert!(!checks[1].spent);
+    let cert_id = good.certificate.cert_id();
+    let state = client
+        .get_certificate(pb::GetCertificateRequest {
+            cert_id: cert_id.0.to_vec(),
+            consistency: pb::ReadConsistency::Stale as i32,
+        })
+        .await
+        .expect("certificate")
+        .into_inner();
+    let state = state.state.expect("found");
+    assert_eq!((state.spent_value, state.revoked), (75, true));
+    assert_eq!(
+        state.revocation_reason,
+        pb::RevocationReason::DoubleSpend as i32
+    );
+    let listed = client
+        .list_revocations(pb::ListRevocationsRequest {
+            after_sequence: 0,
+            limit: 0,
+            consistency: 0,
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.last_sequence, 1);
+    assert_eq!(listed.revocations[0].cert_id, cert_id.0.to_vec());
+
+    eprintln!(
+        "--- a terminal watching the feed sees the next revocation live, and resumes without gaps"
+    );
+    let mut watch = client
+        .watch_revocations(pb::WatchRevocationsRequest { after_sequence: 0 })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch
+        .message()
+        .await
+        .expect("stream")
+        .expect("revocation 1");
+    assert_eq!(first.sequence, 1);
+    let lost = wallet_issued_at(41, now - 60_000).certificate().cert_id();
+    cluster
+        .must_write(pb::command::Kind::Revoke(pb::RevokeCommand {
+            cert_id: lost.0.to_vec(),
+            reason: pb::RevocationReason::LostOrStolen as i32,
+        }))
+        .await;
+    let second = tokio::time::timeout(WAIT, watch.message())
+        .await
+        .expect("live revocation within the wait")
+        .expect("stream")
+        .expect("revocation 2");
+    assert_eq!(
+        (second.sequence, second.cert_id.clone()),
+        (2, lost.0.to_vec())
+    );
+    drop(watch);
+    let mut resumed = client
+        .watch_revocations(pb::WatchRevocationsRequest { after_sequence: 1 })
+        .await
+        .expect("watch")
+        .into_inner();
+    assert_eq!(
+        resumed
+            .message()
+            .await
+            .expect("stream")
+            .expect("next")
+            .sequence,
+        2
+    );
+
+    eprintln!("--- settlement figures are readable once settled");
+    let missing = client
+        .get_settlement(pb::GetSettlementRequest {
+            cert_id: cert_id.0.to_vec(),
+            consistency: 0,
+        })
+        .await
+        .expect("get settlement")
+        .into_inner();
+    assert!(!missing.found);
+    cluster
+        .must_write(pb::command::Kind::Settle(pb::SettleCommand {
+            certificate: Some((&good.certificate).into()),
+            force: true,
+            force_reason: "fraud: device revoked".into(),
+        }))
+        .await;
+    let settled = client
+        .get_settlement(pb::GetSettlementRequest {
+            cert_id: cert_id.0.to_vec(),
+            consistency: 0,
+        })
+        .await
+        .expect("get settlement")
+        .into_inner()
+        .settlement
+        .expect("settled");
+    assert_eq!(settled.spent_value, 75);
+    assert!(settled.double_spend_detected);
+    assert_eq!(
+        settled.total_value,
+        settled.spent_value + settled.held_value + settled.unspent_value
+    );
+
+    eprintln!("--- a stream of batches is answered in order");
+    let mut w2 = wallet_issued_at(42, now - 60_000);
+    let batches: Vec<pb::SubmitBatchRequest> = (0..3u64)
+        .map(|b| pb::SubmitBatchRequest {
+            batch_id: 100 + b,
+            payments: vec![(&w2.pay(10 + b, &id("m"), [b as u8; 32], now).expect("pay")).into()],
+        })
+        .collect();
+    let mut answers = client
+        .submit_stream(tokio_stream::iter(batches))
+        .await
+        .expect("stream")
+        .into_inner();
+    for b in 0..3u64 {
+        let answer = answers.message().await.expect("stream").expect("answer");
+        assert_eq!(answer.batch_id, 100 + b);
+        assert_eq!(answer.results[0].verdict, pb::Verdict::Accepted as i32);
+    }
     cluster.must_converge().await;
 }
