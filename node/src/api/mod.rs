@@ -1,8 +1,11 @@
 //! Client-facing gRPC services.
 
+mod issuer;
+mod raft_write;
 mod results;
 mod settlement;
 
+pub use issuer::IssuerService;
 pub use settlement::{ApiLimits, SettlementService};
 
 /// Metadata keys carrying the leader's identity on a redirect.

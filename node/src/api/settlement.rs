@@ -1,16 +1,14 @@
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use openraft::error::{ClientWriteError, RaftError};
 use spentledger_protocol::pb::settlement_server::Settlement;
 use spentledger_protocol::{
     CertId, Nullifier, Payment, TxId, ValidationContext, ValidationMode, Validator, pb,
 };
 use tonic::{Request, Response, Status};
 
+use super::raft_write::{now_ms, read_barrier, write};
 use super::results::{payment_result, rejected};
-use super::{LEADER_ADDR_HEADER, LEADER_ID_HEADER};
-use crate::consensus::{ClientRequest, StateHandle};
+use crate::consensus::StateHandle;
 use crate::ledger_node::LedgerRaft;
 use crate::state_machine::{CommandOutcome, LedgerRead, PaymentOutcome};
 
@@ -40,12 +38,6 @@ pub struct SettlementService {
     limits: ApiLimits,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
 }
@@ -63,20 +55,6 @@ impl SettlementService {
             validator,
             limits,
         }
-    }
-
-    /// UNAVAILABLE with the leader's id and address when known, so clients can redirect.
-    fn not_leader(&self, hint: Option<(u64, Option<String>)>) -> Status {
-        let mut status = Status::unavailable("this node is not the leader; retry on the leader");
-        if let Some((id, addr)) = hint {
-            if let Ok(v) = id.to_string().parse() {
-                status.metadata_mut().insert(LEADER_ID_HEADER, v);
-            }
-            if let Some(Ok(v)) = addr.map(|a| a.parse()) {
-                status.metadata_mut().insert(LEADER_ADDR_HEADER, v);
-            }
-        }
-        status
     }
 }
 
@@ -99,22 +77,8 @@ const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 const STREAM_BATCHES_IN_FLIGHT: usize = 4;
 
 impl SettlementService {
-    /// Linearizable reads (the default) confirm leadership with a quorum and
-    /// wait until this node has applied up to the read index.
     async fn read_barrier(&self, consistency: i32) -> Result<(), Status> {
-        if consistency == pb::ReadConsistency::Stale as i32 {
-            return Ok(());
-        }
-        self.raft
-            .ensure_linearizable(openraft::raft::ReadPolicy::ReadIndex)
-            .await
-            .map(|_| ())
-            .map_err(|e| match e {
-                RaftError::APIError(openraft::error::LinearizableReadError::ForwardToLeader(f)) => {
-                    self.not_leader(f.leader_id.map(|id| (id, f.leader_node.map(|n| n.addr))))
-                }
-                other => Status::unavailable(format!("raft: {other}")),
-            })
+        read_barrier(&self.raft, consistency).await
     }
 
     /// Runs a read against the live state database on a blocking thread.
@@ -193,20 +157,11 @@ impl SettlementService {
                     payments: proposed,
                 })),
             };
-            match self.raft.client_write(ClientRequest(command)).await {
-                Ok(response) => {
-                    log_index = response.log_id.index;
-                    match response.data {
-                        CommandOutcome::Submitted(o) => outcomes = o,
-                        other => return Err(internal(format!("unexpected outcome {other:?}"))),
-                    }
-                }
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    return Err(
-                        self.not_leader(f.leader_id.map(|id| (id, f.leader_node.map(|n| n.addr))))
-                    );
-                }
-                Err(e) => return Err(Status::unavailable(format!("raft: {e}"))),
+            let (index, outcome) = write(&self.raft, command).await?;
+            log_index = index;
+            match outcome {
+                CommandOutcome::Submitted(o) => outcomes = o,
+                other => return Err(internal(format!("unexpected outcome {other:?}"))),
             }
         }
         let results = routes

@@ -646,3 +646,148 @@ async fn gateways_submit_over_grpc_and_followers_name_the_leader() {
     }
     cluster.must_converge().await;
 }
+
+async fn issuer_client(
+    addr: SocketAddr,
+) -> pb::issuer_client::IssuerClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("valid address")
+        .connect()
+        .await
+        .expect("connect");
+    pb::issuer_client::IssuerClient::new(channel)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn issuers_manage_keys_revoke_and_settle_over_grpc() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.must_leader().await;
+    let mut issuer_api = issuer_client(cluster.addrs[&leader]).await;
+
+    eprintln!("--- register the issuer key; the same id with another key is refused");
+    let key = pb::IssuerKey::from(&issuer().issuer_key());
+    let registered = issuer_api
+        .register_issuer_key(pb::RegisterIssuerKeyRequest {
+            key: Some(key.clone()),
+        })
+        .await
+        .expect("register")
+        .into_inner();
+    assert_eq!(registered.key, Some(key.clone()));
+    let mut other = key.clone();
+    other.public_key = Wallet::device_key_for(&[0x42; 32]).to_vec();
+    let status = issuer_api
+        .register_issuer_key(pb::RegisterIssuerKeyRequest { key: Some(other) })
+        .await
+        .expect_err("conflicting key");
+    assert_eq!(status.code(), tonic::Code::AlreadyExists);
+    let mut weak = key.clone();
+    weak.public_key = vec![0; 32];
+    let status = issuer_api
+        .register_issuer_key(pb::RegisterIssuerKeyRequest { key: Some(weak) })
+        .await
+        .expect_err("weak key");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("key.public_key"),
+        "{}",
+        status.message()
+    );
+    let status = issuer_api
+        .retire_issuer_key(pb::RetireIssuerKeyRequest {
+            key_id: "nobody".into(),
+            retired_at_ms: 0,
+        })
+        .await
+        .expect_err("unknown key");
+    assert_eq!(status.code(), tonic::Code::NotFound);
+
+    eprintln!("--- revoke a lost device, idempotently");
+    let now = now_ms();
+    let mut w = wallet_issued_at(50, now - 60_000);
+    let cert = w.certificate().clone();
+    let revoke = pb::RevokeCertificateRequest {
+        cert_id: cert.cert_id().0.to_vec(),
+        reason: pb::RevocationReason::LostOrStolen as i32,
+    };
+    let first = issuer_api
+        .revoke_certificate(revoke.clone())
+        .await
+        .expect("revoke")
+        .into_inner();
+    let again = issuer_api
+        .revoke_certificate(revoke)
+        .await
+        .expect("revoke again")
+        .into_inner();
+    assert_eq!(first.revocation, again.revocation);
+    assert_eq!(first.revocation.expect("revocation").sequence, 1);
+
+    eprintln!("--- a payment accepted offline before the revocation still settles");
+    let p = w.pay(300, &id("m"), [1; 32], now).expect("pay");
+    let mut settlement_api = settlement_client(cluster.addrs[&leader]).await;
+    let result = settlement_api
+        .submit_batch(pb::SubmitBatchRequest {
+            batch_id: 1,
+            payments: vec![(&p).into()],
+        })
+        .await
+        .expect("submit")
+        .into_inner();
+    assert_eq!(result.results[0].verdict, pb::Verdict::Accepted as i32);
+
+    eprintln!("--- settling early needs force; then spent, held and refund are reported");
+    let settle = |force: bool| pb::SettleCertificateRequest {
+        certificate: Some((&cert).into()),
+        force,
+        force_reason: if force {
+            "device stolen, wallet closed".into()
+        } else {
+            String::new()
+        },
+    };
+    let status = issuer_api
+        .settle_certificate(settle(false))
+        .await
+        .expect_err("too early");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    let settled = issuer_api
+        .settle_certificate(settle(true))
+        .await
+        .expect("forced settlement")
+        .into_inner()
+        .settlement
+        .expect("settlement");
+    assert_eq!((settled.spent_value, settled.held_value), (300, 0));
+    assert_eq!(settled.unspent_value, cert.total_value - 300);
+    let mut forged = cert.clone();
+    forged.total_value += 1;
+    let status = issuer_api
+        .settle_certificate(pb::SettleCertificateRequest {
+            certificate: Some((&forged).into()),
+            force: true,
+            force_reason: "x".into(),
+        })
+        .await
+        .expect_err("forged certificate");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("BAD_ISSUER_SIGNATURE"),
+        "{}",
+        status.message()
+    );
+
+    eprintln!("--- a follower names the leader for issuer writes too");
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let status = issuer_client(cluster.addrs[&follower])
+        .await
+        .revoke_certificate(pb::RevokeCertificateRequest {
+            cert_id: cert.cert_id().0.to_vec(),
+            reason: pb::RevocationReason::IssuerRequest as i32,
+        })
+        .await
+        .expect_err("follower");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(status.metadata().get(LEADER_ID_HEADER).is_some());
+    cluster.must_converge().await;
+}
