@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::api::{ApiLimits, IssuerService, SettlementService};
+use crate::api::{AdminService, ApiLimits, IssuerService, SettlementService};
 use crate::consensus::{LedgerStateMachine, NodeId, StateHandle, TypeConfig};
 use crate::network::{PeerNetworkFactory, RAFT_MESSAGE_BYTES_MAX, RaftService};
 use crate::state_machine::{Ledger, LedgerConfig};
@@ -123,6 +123,10 @@ impl LedgerNode {
                 .add_service(pb::settlement_server::SettlementServer::new(settlement))
                 .add_service(pb::issuer_server::IssuerServer::new(IssuerService::new(
                     raft.clone(),
+                )))
+                .add_service(pb::admin_server::AdminServer::new(AdminService::new(
+                    raft.clone(),
+                    state.clone(),
                 )))
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stop_rx.await;

@@ -1,10 +1,12 @@
 //! Client-facing gRPC services.
 
+mod admin;
 mod issuer;
 mod raft_write;
 mod results;
 mod settlement;
 
+pub use admin::AdminService;
 pub use issuer::IssuerService;
 pub use settlement::{ApiLimits, SettlementService};
 

@@ -1,6 +1,9 @@
 //! openraft RPC messages <-> protobuf (`spentledger.v1` raft.proto).
 
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, TransferLeaderError, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
 use spentledger_protocol::pb;
 
 use super::codec::{
@@ -102,4 +105,78 @@ pub fn vote_response_from_pb(
         resp.last_log_id.as_ref().map(log_id_from_pb),
         resp.vote_granted,
     ))
+}
+
+pub fn transfer_request_to_pb(
+    req: &TransferLeaderRequest<TypeConfig>,
+) -> pb::LeaderTransferRequest {
+    pb::LeaderTransferRequest {
+        from_leader: Some(vote_to_pb(req.from_leader())),
+        to_node_id: *req.to_node_id(),
+        last_log_id: req.last_log_id().map(log_id_to_pb),
+    }
+}
+
+pub fn transfer_request_from_pb(
+    req: pb::LeaderTransferRequest,
+) -> Result<TransferLeaderRequest<TypeConfig>, CodecError> {
+    Ok(TransferLeaderRequest::new(
+        vote_from_pb(&required(
+            "leader transfer",
+            "from_leader",
+            req.from_leader,
+        )?)?,
+        req.to_node_id,
+        req.last_log_id.as_ref().map(log_id_from_pb),
+    ))
+}
+
+fn optional_log_id(id: &Option<crate::consensus::LogId>) -> pb::OptionalLogId {
+    pb::OptionalLogId {
+        log_id: id.as_ref().map(log_id_to_pb),
+    }
+}
+
+pub fn transfer_response_to_pb(
+    resp: &TransferLeaderResponse<TypeConfig>,
+) -> pb::LeaderTransferResponse {
+    use pb::leader_transfer_response::Result as R;
+    let result = match resp {
+        Ok(()) => R::Accepted(true),
+        Err(TransferLeaderError::VoteChanged { expected, actual }) => {
+            R::VoteChanged(pb::VoteChangedRefusal {
+                expected: Some(vote_to_pb(expected)),
+                actual: Some(vote_to_pb(actual)),
+            })
+        }
+        Err(TransferLeaderError::LogNotFlushed { expected, actual }) => {
+            R::LogNotFlushed(pb::LogNotFlushedRefusal {
+                expected: Some(optional_log_id(expected)),
+                actual: Some(optional_log_id(actual)),
+            })
+        }
+    };
+    pb::LeaderTransferResponse {
+        result: Some(result),
+    }
+}
+
+pub fn transfer_response_from_pb(
+    resp: pb::LeaderTransferResponse,
+) -> Result<TransferLeaderResponse<TypeConfig>, CodecError> {
+    use pb::leader_transfer_response::Result as R;
+    let log = |o: Option<pb::OptionalLogId>| o.and_then(|o| o.log_id).as_ref().map(log_id_from_pb);
+    Ok(
+        match required("leader transfer response", "result", resp.result)? {
+            R::Accepted(_) => Ok(()),
+            R::VoteChanged(v) => Err(TransferLeaderError::VoteChanged {
+                expected: vote_from_pb(&required("vote changed", "expected", v.expected)?)?,
+                actual: vote_from_pb(&required("vote changed", "actual", v.actual)?)?,
+            }),
+            R::LogNotFlushed(l) => Err(TransferLeaderError::LogNotFlushed {
+                expected: log(l.expected),
+                actual: log(l.actual),
+            }),
+        },
+    )
 }

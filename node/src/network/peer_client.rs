@@ -8,7 +8,8 @@ use openraft::BasicNode;
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use spentledger_protocol::pb;
 use spentledger_protocol::pb::raft_client::RaftClient;
@@ -16,7 +17,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::{RAFT_MESSAGE_BYTES_MAX, SNAPSHOT_CHUNK_BYTES};
 use crate::consensus::rpc_codec::{
-    append_request_to_pb, append_response_from_pb, vote_request_to_pb, vote_response_from_pb,
+    append_request_to_pb, append_response_from_pb, transfer_request_to_pb,
+    transfer_response_from_pb, vote_request_to_pb, vote_response_from_pb,
 };
 use crate::consensus::{NodeId, TypeConfig, Vote, snapshot_meta_to_pb, vote_from_pb, vote_to_pb};
 use crate::storage::SnapshotFile;
@@ -146,6 +148,19 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
             .await
             .map_err(|s| rpc_error(self.target, &s))?;
         vote_response_from_pb(response.into_inner()).map_err(|e| decode_error(self.target, e))
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let response = self
+            .client()?
+            .transfer_leader(Self::request(transfer_request_to_pb(&req), &option))
+            .await
+            .map_err(|s| rpc_error(self.target, &s))?;
+        transfer_response_from_pb(response.into_inner()).map_err(|e| decode_error(self.target, e))
     }
 
     async fn full_snapshot(

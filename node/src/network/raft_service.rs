@@ -9,7 +9,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::SNAPSHOT_BYTES_MAX;
 use crate::consensus::rpc_codec::{
-    append_request_from_pb, append_response_to_pb, vote_request_from_pb, vote_response_to_pb,
+    append_request_from_pb, append_response_to_pb, transfer_request_from_pb,
+    transfer_response_to_pb, vote_request_from_pb, vote_response_to_pb,
 };
 use crate::consensus::{
     LedgerStateMachine, TypeConfig, snapshot_meta_from_pb, vote_from_pb, vote_to_pb,
@@ -78,6 +79,19 @@ impl pb::raft_server::Raft for RaftService {
             }
         });
         Ok(Response::new(Box::pin(responses)))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::LeaderTransferRequest>,
+    ) -> Result<Response<pb::LeaderTransferResponse>, Status> {
+        let req = transfer_request_from_pb(request.into_inner()).map_err(invalid)?;
+        let resp = self
+            .raft
+            .handle_transfer_leader(req)
+            .await
+            .map_err(raft_failed)?;
+        Ok(Response::new(transfer_response_to_pb(&resp)))
     }
 
     async fn install_snapshot(

@@ -791,3 +791,138 @@ async fn issuers_manage_keys_revoke_and_settle_over_grpc() {
     assert!(status.metadata().get(LEADER_ID_HEADER).is_some());
     cluster.must_converge().await;
 }
+
+async fn admin_client(
+    addr: SocketAddr,
+) -> pb::admin_client::AdminClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("valid address")
+        .connect()
+        .await
+        .expect("connect");
+    pb::admin_client::AdminClient::new(channel)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operators_see_status_and_change_membership_over_grpc() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.must_write(register_key()).await;
+    let leader = cluster.must_leader().await;
+    cluster.must_converge().await;
+    let mut admin = admin_client(cluster.addrs[&leader]).await;
+
+    eprintln!("--- status shows every member with the same applied index and digest");
+    let status = admin
+        .status(pb::StatusRequest {
+            include_peers: true,
+        })
+        .await
+        .expect("status")
+        .into_inner();
+    let own = status.self_.expect("self");
+    assert_eq!(
+        (own.node_id, own.role),
+        (leader, pb::NodeRole::Leader as i32)
+    );
+    assert_eq!(status.members.len(), 3);
+    assert!(status.members.iter().all(|m| m.voter));
+    assert_eq!(status.peers.len(), 2);
+    for peer in &status.peers {
+        assert!(peer.reachable, "{peer:?}");
+        assert_eq!(peer.leader_id, leader);
+        assert_eq!(peer.applied_index, own.applied_index);
+        assert_eq!(peer.state_digest, own.state_digest);
+        assert!(!peer.digest_mismatch);
+    }
+
+    eprintln!("--- add a learner, promote it, remove an old voter");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let dir = cluster._root.path().join("node-4");
+    cluster.nodes.insert(4, start_node(4, dir, listener).await);
+    cluster.addrs.insert(4, addr);
+    admin
+        .add_learner(pb::AddLearnerRequest {
+            node_id: 4,
+            address: addr.to_string(),
+            wait_caught_up: true,
+        })
+        .await
+        .expect("add learner");
+    let victim = (1..=3).find(|id| *id != leader).expect("a follower");
+    let voters: Vec<u64> = [1, 2, 3, 4]
+        .into_iter()
+        .filter(|id| *id != victim)
+        .collect();
+    let changed = admin
+        .change_membership(pb::ChangeMembershipRequest {
+            voters: voters.clone(),
+            retain_removed_as_learners: true,
+        })
+        .await
+        .expect("change membership")
+        .into_inner();
+    let mut now_voters: Vec<u64> = changed
+        .members
+        .iter()
+        .filter(|m| m.voter)
+        .map(|m| m.node_id)
+        .collect();
+    now_voters.sort_unstable();
+    assert_eq!(now_voters, voters);
+    let removed = admin
+        .remove_node(pb::RemoveNodeRequest { node_id: victim })
+        .await
+        .expect("remove the retained learner")
+        .into_inner();
+    assert!(
+        removed.members.iter().all(|m| m.node_id != victim),
+        "{:?}",
+        removed.members
+    );
+    cluster.stop(victim).await;
+    let status = admin
+        .status(pb::StatusRequest {
+            include_peers: false,
+        })
+        .await
+        .expect("status")
+        .into_inner();
+    assert!(status.members.iter().all(|m| m.node_id != victim));
+
+    eprintln!("--- leadership moves on request");
+    let target = *voters
+        .iter()
+        .find(|id| **id != leader)
+        .expect("another voter");
+    admin
+        .transfer_leader(pb::TransferLeaderRequest { to_node_id: target })
+        .await
+        .expect("transfer");
+    let deadline = Instant::now() + WAIT;
+    while cluster.must_leader().await != target {
+        assert!(
+            Instant::now() < deadline,
+            "leadership did not move to {target}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("--- a snapshot on request; bad requests are refused clearly");
+    let mut admin = admin_client(cluster.addrs[&target]).await;
+    admin
+        .trigger_snapshot(pb::TriggerSnapshotRequest {})
+        .await
+        .expect("snapshot");
+    let status = admin
+        .change_membership(pb::ChangeMembershipRequest {
+            voters: vec![],
+            retain_removed_as_learners: false,
+        })
+        .await
+        .expect_err("empty voter set");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    cluster.must_converge().await;
+    for id in cluster.nodes.keys().copied().collect::<Vec<_>>() {
+        cluster.stop(id).await;
+    }
+}
