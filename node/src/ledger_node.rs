@@ -17,6 +17,50 @@ use crate::storage::LogStore;
 
 pub type LedgerRaft = Raft<TypeConfig, LedgerStateMachine>;
 
+/// Health service name that is SERVING whenever the process runs (liveness
+/// must never depend on a leader). The empty name and every API service are
+/// SERVING only when the node is ready: it knows a leader and has applied
+/// everything it knows to be committed.
+pub const LIVENESS_SERVICE: &str = "spentledger.liveness";
+const READY_SERVICES: [&str; 4] = [
+    "",
+    "spentledger.v1.Settlement",
+    "spentledger.v1.Issuer",
+    "spentledger.v1.Admin",
+];
+
+/// Follows Raft's metrics and publishes readiness until Raft stops.
+async fn report_readiness(raft: LedgerRaft, reporter: tonic_health::server::HealthReporter) {
+    use openraft::type_config::async_runtime::WatchReceiver;
+    let mut metrics = raft.metrics();
+    let mut last = None;
+    loop {
+        let ready = {
+            let m = metrics.borrow_watched();
+            let caught_up = match (m.last_applied, m.local_committed) {
+                (_, None) => true,
+                (Some(applied), Some(committed)) => applied.index >= committed.index,
+                (None, Some(_)) => false,
+            };
+            m.current_leader.is_some() && caught_up
+        };
+        if last != Some(ready) {
+            let status = if ready {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            for name in READY_SERVICES {
+                reporter.set_service_status(name, status).await;
+            }
+            last = Some(ready);
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Raft timing, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RaftTimings {
@@ -113,8 +157,25 @@ impl LedgerNode {
         let settlement = SettlementService::new(raft.clone(), state.clone(), ingress, options.api);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(options.listener);
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_service_status(LIVENESS_SERVICE, tonic_health::ServingStatus::Serving)
+            .await;
+        for name in READY_SERVICES {
+            health_reporter
+                .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+        tokio::spawn(report_readiness(raft.clone(), health_reporter));
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| NodeError::Raft(format!("reflection: {e}")))?;
         let server = tokio::spawn(
             tonic::transport::Server::builder()
+                .add_service(health_service)
+                .add_service(reflection)
                 .add_service(
                     pb::raft_server::RaftServer::new(service)
                         .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)

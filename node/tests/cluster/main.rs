@@ -926,3 +926,90 @@ async fn operators_see_status_and_change_membership_over_grpc() {
         cluster.stop(id).await;
     }
 }
+
+async fn health(addr: SocketAddr, service: &str) -> i32 {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("valid address")
+        .connect()
+        .await
+        .expect("connect");
+    tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .expect("health check")
+        .into_inner()
+        .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn health_means_ready_and_reflection_lists_the_services() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    init_logging();
+    eprintln!("--- a node without a cluster is alive but not ready");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let node = start_node(1, dir.path().join("n1"), listener).await;
+    assert_eq!(
+        health(addr, "spentledger.liveness").await,
+        ServingStatus::Serving as i32
+    );
+    assert_eq!(health(addr, "").await, ServingStatus::NotServing as i32);
+    assert_eq!(
+        health(addr, "spentledger.v1.Settlement").await,
+        ServingStatus::NotServing as i32
+    );
+
+    eprintln!("--- once it leads a (single-node) cluster and has applied, it is ready");
+    node.raft
+        .initialize(BTreeMap::from([(1, BasicNode::new(addr.to_string()))]))
+        .await
+        .expect("initialize");
+    let deadline = Instant::now() + WAIT;
+    while health(addr, "").await != ServingStatus::Serving as i32 {
+        assert!(Instant::now() < deadline, "never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        health(addr, "spentledger.v1.Settlement").await,
+        ServingStatus::Serving as i32
+    );
+
+    eprintln!("--- reflection lists the spentledger services");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("valid address")
+        .connect()
+        .await
+        .expect("connect");
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let reply = replies.message().await.expect("stream").expect("reply");
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("unexpected reflection reply {reply:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "spentledger.v1.Settlement",
+        "spentledger.v1.Issuer",
+        "spentledger.v1.Admin",
+        "spentledger.v1.Raft",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    node.shutdown().await;
+}
