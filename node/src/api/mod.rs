@@ -1,12 +1,14 @@
 //! Client-facing gRPC services.
 
 mod admin;
+mod forward;
 mod issuer;
 mod raft_write;
 mod results;
 mod settlement;
 
 pub use admin::AdminService;
+pub use forward::{FORWARD_HOPS_HEADER, FORWARD_HOPS_MAX};
 pub use issuer::IssuerService;
 pub use settlement::{ApiLimits, SettlementService};
 

@@ -6,6 +6,7 @@ use spentledger_protocol::{
 };
 use tonic::{Request, Response, Status};
 
+use super::forward::{Forwarder, Route, hops};
 use super::raft_write::{now_ms, read_barrier, write};
 use super::results::{payment_result, rejected};
 use crate::consensus::StateHandle;
@@ -33,6 +34,7 @@ impl Default for ApiLimits {
 #[derive(Clone)]
 pub struct SettlementService {
     raft: LedgerRaft,
+    forwarder: Forwarder,
     state: StateHandle,
     validator: Arc<Validator>,
     limits: ApiLimits,
@@ -51,6 +53,7 @@ impl SettlementService {
     ) -> Self {
         SettlementService {
             raft,
+            forwarder: Forwarder::default(),
             state,
             validator,
             limits,
@@ -93,6 +96,20 @@ impl SettlementService {
             .await
             .map_err(internal)?
             .map_err(internal)
+    }
+
+    /// A batch from a gateway or a forwarding follower: handled here on the
+    /// leader, forwarded once from a follower that knows the leader,
+    /// otherwise answered with the leader's identity.
+    async fn route_submit(
+        &self,
+        batch: pb::SubmitBatchRequest,
+        hops: u32,
+    ) -> Result<pb::SubmitBatchResponse, Status> {
+        match self.forwarder.route(&self.raft, hops)? {
+            Route::Local => self.submit(batch).await,
+            Route::Forward(leader_addr) => self.forwarder.submit(&leader_addr, batch, hops).await,
+        }
     }
 
     async fn submit(
@@ -188,7 +205,10 @@ impl Settlement for SettlementService {
         &self,
         request: Request<pb::SubmitBatchRequest>,
     ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
-        self.submit(request.into_inner()).await.map(Response::new)
+        let hops = hops(&request);
+        self.route_submit(request.into_inner(), hops)
+            .await
+            .map(Response::new)
     }
 
     type SubmitStreamStream = std::pin::Pin<
@@ -200,12 +220,13 @@ impl Settlement for SettlementService {
         request: Request<tonic::Streaming<pb::SubmitBatchRequest>>,
     ) -> Result<Response<Self::SubmitStreamStream>, Status> {
         let service = self.clone();
+        let hops = hops(&request);
         // Batches are answered in the order they arrive; a bounded number are
         // in flight, so a fast gateway cannot queue unbounded work.
         let responses = futures::StreamExt::buffered(
             futures::StreamExt::map(request.into_inner(), move |item| {
                 let service = service.clone();
-                async move { service.submit(item?).await }
+                async move { service.route_submit(item?, hops).await }
             }),
             STREAM_BATCHES_IN_FLIGHT,
         );

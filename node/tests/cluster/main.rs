@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
 use openraft::type_config::async_runtime::WatchReceiver;
-use spentledger_node::api::{ApiLimits, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
+use spentledger_node::api::{
+    ApiLimits, FORWARD_HOPS_HEADER, FORWARD_HOPS_MAX, LEADER_ADDR_HEADER, LEADER_ID_HEADER,
+};
 use spentledger_node::consensus::ClientRequest;
 use spentledger_node::ledger_node::{LedgerNode, NodeOptions, RaftTimings};
 use spentledger_node::state_machine::{CommandOutcome, LedgerConfig, PaymentOutcome};
@@ -390,7 +392,7 @@ async fn settlement_client(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn gateways_submit_over_grpc_and_followers_name_the_leader() {
+async fn gateways_submit_over_grpc_through_any_node() {
     let cluster = Cluster::start(3).await;
     cluster.must_write(register_key()).await;
     let leader = cluster.must_leader().await;
@@ -411,12 +413,19 @@ async fn gateways_submit_over_grpc_and_followers_name_the_leader() {
         payments: vec![(&good).into(), (&forged).into(), (&twice).into(), malformed],
     };
 
-    eprintln!("--- a follower refuses the write and names the leader");
+    eprintln!(
+        "--- a request that already used its forwarding hop is answered with the leader's identity"
+    );
+    let mut hopped = tonic::Request::new(request.clone());
+    hopped.metadata_mut().insert(
+        FORWARD_HOPS_HEADER,
+        FORWARD_HOPS_MAX.to_string().parse().expect("ascii"),
+    );
     let status = settlement_client(cluster.addrs[&follower])
         .await
-        .submit_batch(request.clone())
+        .submit_batch(hopped)
         .await
-        .expect_err("followers do not take writes yet");
+        .expect_err("no second hop");
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert_eq!(
         status
@@ -472,7 +481,7 @@ async fn gateways_submit_over_grpc_and_followers_name_the_leader() {
 
     eprintln!("--- a retry is a duplicate with the original receipt; reads are linearizable");
     let retry = client
-        .submit_batch(request)
+        .submit_batch(request.clone())
         .await
         .expect("retry")
         .into_inner();
@@ -488,6 +497,31 @@ async fn gateways_submit_over_grpc_and_followers_name_the_leader() {
         .into_inner();
     assert!(got.found);
     assert_eq!(got.receipt, response.results[0].receipt);
+
+    eprintln!("--- a follower forwards a gateway's batch to the leader and relays the verdicts");
+    let forwarded = settlement_client(cluster.addrs[&follower])
+        .await
+        .submit_batch(request.clone())
+        .await
+        .expect("forwarded by the follower")
+        .into_inner();
+    assert_eq!(forwarded.results[0].verdict, pb::Verdict::Duplicate as i32);
+    assert_eq!(forwarded.results[0].receipt, response.results[0].receipt);
+    let mut w3 = wallet_issued_at(43, now - 60_000);
+    let fresh = w3.pay(15, &id("m"), [4; 32], now).expect("pay");
+    let via_follower = settlement_client(cluster.addrs[&follower])
+        .await
+        .submit_batch(pb::SubmitBatchRequest {
+            batch_id: 9,
+            payments: vec![(&fresh).into()],
+        })
+        .await
+        .expect("forwarded")
+        .into_inner();
+    assert_eq!(
+        (via_follower.batch_id, via_follower.results[0].verdict),
+        (9, pb::Verdict::Accepted as i32)
+    );
 
     eprintln!("--- limits: an oversized batch is refused with a clear error");
     let too_many = pb::SubmitBatchRequest {

@@ -1,0 +1,103 @@
+//! Forwarding gateway writes from a follower to the leader, one hop at most.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::type_config::async_runtime::WatchReceiver;
+use spentledger_protocol::pb;
+use spentledger_protocol::pb::settlement_client::SettlementClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+use super::raft_write::not_leader;
+use crate::ledger_node::LedgerRaft;
+
+/// Metadata key counting how often a request was forwarded.
+pub const FORWARD_HOPS_HEADER: &str = "x-spentledger-forward-hops";
+/// Forwards allowed per request: a follower forwards to the leader it knows;
+/// a node receiving an already forwarded request never forwards it again.
+pub const FORWARD_HOPS_MAX: u32 = 1;
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a write should go.
+pub enum Route {
+    /// This node is the leader (as far as it knows): handle it here.
+    Local,
+    /// Forward to the leader at this address.
+    Forward(String),
+}
+
+/// One channel per leader address, reused across requests.
+#[derive(Clone, Default)]
+pub struct Forwarder {
+    channels: Arc<Mutex<BTreeMap<String, Channel>>>,
+}
+
+pub fn hops<T>(request: &Request<T>) -> u32 {
+    request
+        .metadata()
+        .get(FORWARD_HOPS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Forwarder {
+    /// Decides where a write goes from this node's view of the leader.
+    pub fn route(&self, raft: &LedgerRaft, hops: u32) -> Result<Route, Status> {
+        let m = raft.metrics().borrow_watched().clone();
+        match m.current_leader {
+            Some(leader) if leader == m.id => Ok(Route::Local),
+            Some(leader) => {
+                let addr = m
+                    .membership_config
+                    .membership()
+                    .get_node(&leader)
+                    .map(|n| n.addr.clone());
+                match addr {
+                    Some(addr) if hops < FORWARD_HOPS_MAX => Ok(Route::Forward(addr)),
+                    addr => Err(not_leader(Some((leader, addr)))),
+                }
+            }
+            None => Err(not_leader(None)),
+        }
+    }
+
+    fn client(&self, addr: &str) -> Result<SettlementClient<Channel>, Status> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let channel = match channels.get(addr) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|e| Status::internal(format!("leader address {addr:?}: {e}")))?
+                    .connect_timeout(Duration::from_secs(2))
+                    .timeout(FORWARD_TIMEOUT)
+                    .connect_lazy();
+                channels.insert(addr.to_owned(), c.clone());
+                c
+            }
+        };
+        Ok(SettlementClient::new(channel))
+    }
+
+    /// Sends a batch to the leader, marking it as forwarded once more.
+    pub async fn submit(
+        &self,
+        leader_addr: &str,
+        batch: pb::SubmitBatchRequest,
+        hops: u32,
+    ) -> Result<pb::SubmitBatchResponse, Status> {
+        let mut request = Request::new(batch);
+        let next = (hops + 1).to_string();
+        request.metadata_mut().insert(
+            FORWARD_HOPS_HEADER,
+            next.parse()
+                .map_err(|_| Status::internal("hop count header"))?,
+        );
+        self.client(leader_addr)?
+            .submit_batch(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+}
