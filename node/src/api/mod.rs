@@ -10,6 +10,7 @@ mod settlement;
 pub use admin::AdminService;
 pub use forward::{FORWARD_HOPS_HEADER, FORWARD_HOPS_MAX};
 pub use issuer::IssuerService;
+pub use raft_write::now_ms;
 pub use settlement::{ApiLimits, SettlementService};
 
 /// Metadata keys carrying the leader's identity on a redirect.

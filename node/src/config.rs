@@ -1,0 +1,287 @@
+//! Node configuration: command-line flags, each also settable by an
+//! environment variable, optionally on top of a TOML file. Everything is
+//! checked before anything is written to disk.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::ledger_node::RaftTimings;
+
+/// spentledger-node: one node of a spentledger ledger cluster.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "spentledger-node", version, about, long_about = None)]
+pub struct Flags {
+    /// TOML file with any of the settings below (flags and environment win).
+    #[arg(long, env = "SPENTLEDGER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This node's id (>= 1), unique in the cluster and never reused.
+    #[arg(long, env = "SPENTLEDGER_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Address the gRPC server listens on (APIs and Raft).
+    #[arg(long, env = "SPENTLEDGER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address peers and clients use to reach this node (default: --listen).
+    #[arg(long, env = "SPENTLEDGER_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Directory for the Raft log, the state database and snapshots.
+    #[arg(long, env = "SPENTLEDGER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Initial voters as id=host:port pairs, comma separated; with --bootstrap.
+    #[arg(long, env = "SPENTLEDGER_INITIAL_MEMBERS", value_delimiter = ',')]
+    pub initial_members: Vec<String>,
+    /// Initialise the cluster from --initial-members if this node's log is empty.
+    /// Give it to exactly one node.
+    #[arg(long, env = "SPENTLEDGER_BOOTSTRAP")]
+    pub bootstrap: bool,
+    /// JSON file of issuer public keys registered when the cluster is bootstrapped.
+    #[arg(long, env = "SPENTLEDGER_GENESIS_ISSUER_KEYS")]
+    pub genesis_issuer_keys: Option<PathBuf>,
+    /// Payments accepted in one SubmitBatch.
+    #[arg(long, env = "SPENTLEDGER_BATCH_PAYMENTS_MAX")]
+    pub batch_payments_max: Option<usize>,
+    /// Raft heartbeat interval in milliseconds.
+    #[arg(long, env = "SPENTLEDGER_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Minimum election timeout in milliseconds (maximum is twice this).
+    #[arg(long, env = "SPENTLEDGER_ELECTION_TIMEOUT_MS")]
+    pub election_timeout_ms: Option<u64>,
+    /// Entries between snapshots.
+    #[arg(long, env = "SPENTLEDGER_SNAPSHOT_AFTER_ENTRIES")]
+    pub snapshot_after_entries: Option<u64>,
+    /// Threads for payment validation (default: all cores).
+    #[arg(long, env = "SPENTLEDGER_VALIDATION_THREADS")]
+    pub validation_threads: Option<usize>,
+}
+
+/// The same settings as a TOML file (kebab-case keys).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FileSettings {
+    pub node_id: Option<u64>,
+    pub listen: Option<SocketAddr>,
+    pub advertise: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub initial_members: Vec<String>,
+    #[serde(default)]
+    pub bootstrap: bool,
+    pub genesis_issuer_keys: Option<PathBuf>,
+    pub batch_payments_max: Option<usize>,
+    pub heartbeat_ms: Option<u64>,
+    pub election_timeout_ms: Option<u64>,
+    pub snapshot_after_entries: Option<u64>,
+    pub validation_threads: Option<usize>,
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub node_id: u64,
+    pub listen: SocketAddr,
+    pub advertise: String,
+    pub data_dir: PathBuf,
+    pub initial_members: BTreeMap<u64, String>,
+    pub bootstrap: bool,
+    pub genesis_issuer_keys: Vec<spentledger_protocol::IssuerKey>,
+    pub batch_payments_max: usize,
+    pub timings: RaftTimings,
+    pub validation_threads: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--{0} is required")]
+    Missing(&'static str),
+    #[error("--{flag}: {problem}")]
+    Invalid { flag: &'static str, problem: String },
+    #[error("config file {path}: {problem}")]
+    File { path: String, problem: String },
+}
+
+fn invalid(flag: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        problem: problem.into(),
+    }
+}
+
+/// One genesis issuer key as JSON (hex public key).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenesisKey {
+    key_id: String,
+    public_key_hex: String,
+    valid_from_ms: u64,
+    valid_until_ms: u64,
+}
+
+fn read_genesis_keys(path: &PathBuf) -> Result<Vec<spentledger_protocol::IssuerKey>, ConfigError> {
+    let flag = "genesis-issuer-keys";
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(flag, format!("{}: {e}", path.display())))?;
+    let keys: Vec<GenesisKey> = serde_json::from_str(&text)
+        .map_err(|e| invalid(flag, format!("{}: {e}", path.display())))?;
+    keys.into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let bytes: Vec<u8> = (0..k.public_key_hex.len())
+                .step_by(2)
+                .map(|j| {
+                    k.public_key_hex
+                        .get(j..j + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                })
+                .collect::<Option<_>>()
+                .ok_or_else(|| invalid(flag, format!("key {i}: public_key_hex is not hex")))?;
+            let wire = spentledger_protocol::pb::IssuerKey {
+                key_id: k.key_id,
+                public_key: bytes,
+                valid_from_ms: k.valid_from_ms,
+                valid_until_ms: k.valid_until_ms,
+            };
+            spentledger_protocol::IssuerKey::try_from(&wire)
+                .map_err(|e| invalid(flag, format!("key {i}: {e}")))
+        })
+        .collect()
+}
+
+impl NodeConfig {
+    /// Merges file < environment/flags and checks every value.
+    pub fn resolve(flags: Flags) -> Result<NodeConfig, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                    path: path.display().to_string(),
+                    problem: e.to_string(),
+                })?;
+                toml::from_str::<FileSettings>(&text).map_err(|e| ConfigError::File {
+                    path: path.display().to_string(),
+                    problem: e.to_string(),
+                })?
+            }
+            None => FileSettings::default(),
+        };
+        let node_id = flags
+            .node_id
+            .or(file.node_id)
+            .ok_or(ConfigError::Missing("node-id"))?;
+        if node_id == 0 {
+            return Err(invalid("node-id", "must be at least 1"));
+        }
+        let listen = flags
+            .listen
+            .or(file.listen)
+            .ok_or(ConfigError::Missing("listen"))?;
+        let advertise = flags
+            .advertise
+            .or(file.advertise)
+            .unwrap_or_else(|| listen.to_string());
+        let data_dir = flags
+            .data_dir
+            .or(file.data_dir)
+            .ok_or(ConfigError::Missing("data-dir"))?;
+        let bootstrap = flags.bootstrap || file.bootstrap;
+        let members_text = if flags.initial_members.is_empty() {
+            file.initial_members
+        } else {
+            flags.initial_members
+        };
+        let mut initial_members = BTreeMap::new();
+        for item in members_text.iter().filter(|s| !s.trim().is_empty()) {
+            let (id, addr) = item.split_once('=').ok_or_else(|| {
+                invalid("initial-members", format!("{item:?} is not id=host:port"))
+            })?;
+            let id: u64 = id
+                .trim()
+                .parse()
+                .ok()
+                .filter(|id| *id >= 1)
+                .ok_or_else(|| {
+                    invalid(
+                        "initial-members",
+                        format!("{item:?}: node id must be an integer >= 1"),
+                    )
+                })?;
+            if !addr.contains(':') {
+                return Err(invalid(
+                    "initial-members",
+                    format!("{item:?}: address needs host:port"),
+                ));
+            }
+            if initial_members.insert(id, addr.trim().to_owned()).is_some() {
+                return Err(invalid(
+                    "initial-members",
+                    format!("node {id} listed twice"),
+                ));
+            }
+        }
+        if bootstrap && !initial_members.contains_key(&node_id) {
+            return Err(invalid(
+                "initial-members",
+                format!("must include this node ({node_id}) when bootstrapping"),
+            ));
+        }
+        let genesis_issuer_keys = match flags.genesis_issuer_keys.or(file.genesis_issuer_keys) {
+            Some(path) => read_genesis_keys(&path)?,
+            None => Vec::new(),
+        };
+        let batch_payments_max = flags
+            .batch_payments_max
+            .or(file.batch_payments_max)
+            .unwrap_or(1_000);
+        if !(1..=100_000).contains(&batch_payments_max) {
+            return Err(invalid("batch-payments-max", "must be 1..=100000"));
+        }
+        let defaults = RaftTimings::default();
+        let heartbeat = flags
+            .heartbeat_ms
+            .or(file.heartbeat_ms)
+            .unwrap_or(defaults.heartbeat_interval_ms);
+        let election = flags
+            .election_timeout_ms
+            .or(file.election_timeout_ms)
+            .unwrap_or(defaults.election_timeout_min_ms);
+        if heartbeat == 0 || election <= heartbeat * 2 {
+            return Err(invalid(
+                "election-timeout-ms",
+                format!("must exceed twice the heartbeat ({heartbeat} ms)"),
+            ));
+        }
+        let snapshot_after_entries = flags
+            .snapshot_after_entries
+            .or(file.snapshot_after_entries)
+            .unwrap_or(defaults.snapshot_after_entries);
+        if snapshot_after_entries == 0 {
+            return Err(invalid("snapshot-after-entries", "must be at least 1"));
+        }
+        let validation_threads = flags
+            .validation_threads
+            .or(file.validation_threads)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        if !(1..=256).contains(&validation_threads) {
+            return Err(invalid("validation-threads", "must be 1..=256"));
+        }
+        Ok(NodeConfig {
+            node_id,
+            listen,
+            advertise,
+            data_dir,
+            initial_members,
+            bootstrap,
+            genesis_issuer_keys,
+            batch_payments_max,
+            timings: RaftTimings {
+                heartbeat_interval_ms: heartbeat,
+                election_timeout_min_ms: election,
+                election_timeout_max_ms: election * 2,
+                snapshot_after_entries,
+                logs_kept_after_snapshot: defaults.logs_kept_after_snapshot,
+            },
+            validation_threads,
+        })
+    }
+}
