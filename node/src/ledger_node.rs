@@ -61,6 +61,10 @@ async fn report_readiness(raft: LedgerRaft, reporter: tonic_health::server::Heal
     }
 }
 
+/// Largest client request: a full batch of 1,000 two-input payments is about
+/// 1.3 MiB, so 16 MiB leaves room while bounding what one call can pin.
+pub const API_MESSAGE_BYTES_MAX: usize = 16 << 20;
+
 /// Raft timing, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RaftTimings {
@@ -181,7 +185,10 @@ impl LedgerNode {
                         .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
                         .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX),
                 )
-                .add_service(pb::settlement_server::SettlementServer::new(settlement))
+                .add_service(
+                    pb::settlement_server::SettlementServer::new(settlement)
+                        .max_decoding_message_size(API_MESSAGE_BYTES_MAX),
+                )
                 .add_service(pb::issuer_server::IssuerServer::new(IssuerService::new(
                     raft.clone(),
                 )))

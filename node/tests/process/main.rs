@@ -252,12 +252,20 @@ async fn three_processes_bootstrap_settle_stop_and_restart_with_state_intact() {
         response.results[0]
     );
 
+    eprintln!("--- kill -9 node 3 and start it again: it rejoins with its state");
+    procs.0[2].kill().expect("SIGKILL");
+    procs.0[2].wait().expect("reap");
+    procs.0[2] = spawn(3, &addrs, dir.path(), false, &keys_file);
+    must_be_ready(addrs[2]).await;
+
     eprintln!("--- SIGTERM: every process stops cleanly");
     for child in &mut procs.0 {
         must_stop_gracefully(child);
     }
 
-    eprintln!("--- restart from the same data directories: the payment is still there");
+    eprintln!(
+        "--- restart from the same data directories: the payment is still there on every node"
+    );
     let _procs = Procs(
         (1..=3)
             .map(|n| spawn(n, &addrs, dir.path(), n == 1, &keys_file))
@@ -266,22 +274,27 @@ async fn three_processes_bootstrap_settle_stop_and_restart_with_state_intact() {
     for a in &addrs {
         must_be_ready(*a).await;
     }
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let ch = channel(addrs[0]).await.expect("connect node 1");
-        let got = pb::settlement_client::SettlementClient::new(ch)
-            .get_payment(pb::GetPaymentRequest {
-                tx_id: payment.tx_id().0.to_vec(),
-                consistency: pb::ReadConsistency::Stale as i32,
-            })
-            .await
-            .expect("get payment")
-            .into_inner();
-        if got.found {
-            assert_eq!(got.receipt, response.results[0].receipt);
-            break;
+    for addr in &addrs {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let ch = channel(*addr).await.expect("connect");
+            let got = pb::settlement_client::SettlementClient::new(ch)
+                .get_payment(pb::GetPaymentRequest {
+                    tx_id: payment.tx_id().0.to_vec(),
+                    consistency: pb::ReadConsistency::Stale as i32,
+                })
+                .await
+                .expect("get payment")
+                .into_inner();
+            if got.found {
+                assert_eq!(got.receipt, response.results[0].receipt);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "payment missing on {addr} after restart"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(Instant::now() < deadline, "payment missing after restart");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
