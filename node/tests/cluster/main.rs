@@ -57,6 +57,15 @@ async fn start_node(id: u64, dir: PathBuf, listener: TcpListener) -> LedgerNode 
     .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"))
 }
 
+/// A gRPC channel to a node of the test cluster.
+async fn connect(addr: SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("valid address")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+}
+
 /// Logs to the test's output; `RUST_LOG` selects (default: warnings).
 fn init_logging() {
     let _ = tracing_subscriber::fmt()
@@ -383,12 +392,7 @@ async fn a_wiped_node_catches_up_by_snapshot() {
 async fn settlement_client(
     addr: SocketAddr,
 ) -> pb::settlement_client::SettlementClient<tonic::transport::Channel> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("valid address")
-        .connect()
-        .await
-        .expect("connect");
-    pb::settlement_client::SettlementClient::new(channel)
+    pb::settlement_client::SettlementClient::new(connect(addr).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -684,12 +688,7 @@ async fn gateways_submit_over_grpc_through_any_node() {
 async fn issuer_client(
     addr: SocketAddr,
 ) -> pb::issuer_client::IssuerClient<tonic::transport::Channel> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("valid address")
-        .connect()
-        .await
-        .expect("connect");
-    pb::issuer_client::IssuerClient::new(channel)
+    pb::issuer_client::IssuerClient::new(connect(addr).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -829,12 +828,7 @@ async fn issuers_manage_keys_revoke_and_settle_over_grpc() {
 async fn admin_client(
     addr: SocketAddr,
 ) -> pb::admin_client::AdminClient<tonic::transport::Channel> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("valid address")
-        .connect()
-        .await
-        .expect("connect");
-    pb::admin_client::AdminClient::new(channel)
+    pb::admin_client::AdminClient::new(connect(addr).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -962,12 +956,7 @@ async fn operators_see_status_and_change_membership_over_grpc() {
 }
 
 async fn health(addr: SocketAddr, service: &str) -> i32 {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("valid address")
-        .connect()
-        .await
-        .expect("connect");
-    tonic_health::pb::health_client::HealthClient::new(channel)
+    tonic_health::pb::health_client::HealthClient::new(connect(addr).await)
         .check(tonic_health::pb::HealthCheckRequest {
             service: service.into(),
         })
@@ -1012,11 +1001,7 @@ async fn health_means_ready_and_reflection_lists_the_services() {
     );
 
     eprintln!("--- reflection lists the spentledger services");
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("valid address")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = connect(addr).await;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
