@@ -109,3 +109,17 @@ pub fn certificate_signing_message(cert_id: &CertId) -> Vec<u8> {
 pub fn payment_signing_message(tx_id: &TxId) -> Vec<u8> {
     [signing_domain::PAYMENT, tx_id.as_bytes()].concat()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_routing_is_the_first_eight_bytes_modulo_the_shard_count() {
+        let mut id = CertId([0; 32]);
+        id.0[..8].copy_from_slice(&1_000_003u64.to_le_bytes());
+        assert_eq!(id.shard(1), 0);
+        assert_eq!(id.shard(7), (1_000_003 % 7) as u32);
+        assert_eq!(id.shard(0), 0, "zero shards is treated as one");
+    }
+}

@@ -180,19 +180,18 @@ impl Ledger {
             .iter()
             .map(|input| (cert_id.token_nullifier(input.leaf.index), input.leaf.value))
             .collect();
-        let mut conflicts = Vec::new();
-        let mut fresh = Vec::new();
+        let mut scan = NullifierScan::default();
         for &(nullifier, value) in &nullifiers {
             match overlay.nullifier(&nullifier)? {
-                Some(rec) if rec.tx_id != tx_id => conflicts.push((nullifier, rec)),
+                Some(rec) if rec.tx_id != tx_id => scan.conflicts.push((nullifier, rec)),
                 Some(_) => {}
-                None => fresh.push((nullifier, value)),
+                None => scan.fresh.push((nullifier, value)),
             }
         }
-        let outcome = if conflicts.is_empty() {
+        let outcome = if scan.conflicts.is_empty() {
             self.accept(overlay, at, &mut record, payment, tx_id, &nullifiers)?
         } else {
-            self.double_spend(overlay, at, &mut record, payment, tx_id, &conflicts, &fresh)?
+            self.double_spend(overlay, at, &mut record, payment, tx_id, &scan)?
         };
         overlay.put_certificate(record);
         Ok(outcome)
@@ -256,7 +255,6 @@ impl Ledger {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn double_spend(
         &self,
         overlay: &mut Overlay<'_>,
@@ -264,9 +262,9 @@ impl Ledger {
         record: &mut CertRecord,
         payment: Payment,
         tx_id: TxId,
-        conflicts: &[(spentledger_protocol::Nullifier, NullifierRecord)],
-        fresh: &[(spentledger_protocol::Nullifier, u64)],
+        scan: &NullifierScan,
     ) -> Result<PaymentOutcome, StoreError> {
+        let (conflicts, fresh) = (&scan.conflicts, &scan.fresh);
         let cert_id = record.state.cert_id;
         // Prefer a conflict with an accepted payment: its receipt completes the evidence.
         let (nullifier, first) = conflicts
@@ -352,6 +350,15 @@ impl Ledger {
         overlay.compact(&cert_id)?;
         Ok(Ok(settlement))
     }
+}
+
+/// A payment's tokens split by what the ledger already knows of them.
+#[derive(Default)]
+struct NullifierScan {
+    /// Consumed by another payment (the payment consuming it is recorded).
+    conflicts: Vec<(spentledger_protocol::Nullifier, NullifierRecord)>,
+    /// Never consumed, with the token's value.
+    fresh: Vec<(spentledger_protocol::Nullifier, u64)>,
 }
 
 /// Where in the log a command is applied, and its (monotonic) time.

@@ -167,6 +167,23 @@ async fn state_survives_a_restart_byte_for_byte() {
         "one payment per device accepted, the 4 double spends not"
     );
     assert_eq!(store.last_revocation_sequence().expect("read"), 4);
+    eprintln!("--- the double-spend evidence is persisted and verifies offline");
+    let mut evidence_count = 0;
+    for p in &payments {
+        for e in store
+            .evidence(&p.certificate.cert_id())
+            .expect("read evidence")
+        {
+            let spentledger_node::state_machine::Evidence::DoubleSpend(d) = e else {
+                panic!("only double spends in this workload");
+            };
+            d.verify(&issuer().issuer_key().public_key)
+                .expect("stored evidence verifies");
+            evidence_count += 1;
+        }
+    }
+    // Each double-spending certificate appears twice in `payments` (both spends).
+    assert_eq!(evidence_count, 8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

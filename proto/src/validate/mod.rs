@@ -17,9 +17,7 @@ mod validator;
 
 pub use certificate_cache::CertificateCache;
 pub use context::{IssuerKeys, ValidationContext};
-pub use rules::{
-    Checked, check_certificate, check_payment_without_device_signature, validate_single,
-};
+pub use rules::{Checked, check_certificate, validate_single};
 pub use validator::{ValidationMode, Validator, ValidatorError};
 
 /// The stateless verdict of one payment: its ids when valid, else the first

@@ -26,17 +26,6 @@ pub(crate) struct Prepared {
     pub job: SignatureJob,
 }
 
-/// Rules 1-5 and 7 of §6: everything but the device signature check itself
-/// (whose encoding is still checked here, rule 8). Pure: the result depends
-/// only on the payment and the context; the cache only saves work.
-pub fn check_payment_without_device_signature(
-    payment: &Payment,
-    ctx: &ValidationContext<'_>,
-    cache: &CertificateCache,
-) -> Result<Checked, RejectReason> {
-    prepare(payment, ctx, cache).map(|prepared| prepared.checked)
-}
-
 /// Every rule, with a single `verify_strict` for the device signature: what a
 /// merchant terminal runs, and what the batch modes agree with for every
 /// signature an honest device produces.
