@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::api::CoalescerLimits;
 use crate::ledger_node::RaftTimings;
+use crate::network::RAFT_MESSAGE_BYTES_MAX;
 
 /// spentledger-node: one node of a spentledger ledger cluster.
 #[derive(Debug, Clone, Parser)]
@@ -55,6 +57,25 @@ pub struct Flags {
     /// Threads for payment validation (default: all cores).
     #[arg(long, env = "SPENTLEDGER_VALIDATION_THREADS")]
     pub validation_threads: Option<usize>,
+    /// Address serving Prometheus metrics at /metrics (default: not served).
+    #[arg(long, env = "SPENTLEDGER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Payments admitted at once (validating, queued or being written);
+    /// beyond it submissions get RESOURCE_EXHAUSTED with a retry hint [default: 20000].
+    #[arg(long, env = "SPENTLEDGER_SUBMIT_QUEUE_PAYMENTS_MAX")]
+    pub submit_queue_payments_max: Option<usize>,
+    /// Payments coalesced into one Raft entry [default: 4096].
+    #[arg(long, env = "SPENTLEDGER_ENTRY_PAYMENTS_MAX")]
+    pub entry_payments_max: Option<usize>,
+    /// Encoded payment bytes in one Raft entry [default: 8388608].
+    #[arg(long, env = "SPENTLEDGER_ENTRY_BYTES_MAX")]
+    pub entry_bytes_max: Option<usize>,
+    /// How long the leader waits for more batches to share an entry, in ms [default: 2].
+    #[arg(long, env = "SPENTLEDGER_SUBMIT_LINGER_MS")]
+    pub submit_linger_ms: Option<u64>,
+    /// On SIGTERM, how long in-flight requests may run before being cut, in ms [default: 10000].
+    #[arg(long, env = "SPENTLEDGER_DRAIN_TIMEOUT_MS")]
+    pub drain_timeout_ms: Option<u64>,
 }
 
 /// The same settings as a TOML file (kebab-case keys).
@@ -75,6 +96,12 @@ pub struct FileSettings {
     pub election_timeout_ms: Option<u64>,
     pub snapshot_after_entries: Option<u64>,
     pub validation_threads: Option<usize>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub submit_queue_payments_max: Option<usize>,
+    pub entry_payments_max: Option<usize>,
+    pub entry_bytes_max: Option<usize>,
+    pub submit_linger_ms: Option<u64>,
+    pub drain_timeout_ms: Option<u64>,
 }
 
 /// A checked configuration.
@@ -90,6 +117,29 @@ pub struct NodeConfig {
     pub batch_payments_max: usize,
     pub timings: RaftTimings,
     pub validation_threads: usize,
+    pub metrics_listen: Option<SocketAddr>,
+    pub submit: CoalescerLimits,
+    pub drain_timeout_ms: u64,
+}
+
+/// A numeric setting from flags/env, else the file, else `default`, checked
+/// against an inclusive range.
+fn bounded<T: PartialOrd + Copy + std::fmt::Display>(
+    flag: &'static str,
+    from_flags: Option<T>,
+    from_file: Option<T>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError> {
+    let value = from_flags.or(from_file).unwrap_or(default);
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(
+            flag,
+            format!("{value} is outside {}..={}", range.start(), range.end()),
+        ))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +315,56 @@ impl NodeConfig {
         if !(1..=256).contains(&validation_threads) {
             return Err(invalid("validation-threads", "must be 1..=256"));
         }
+        let submit_defaults = CoalescerLimits::default();
+        let queue_payments_max = bounded(
+            "submit-queue-payments-max",
+            flags.submit_queue_payments_max,
+            file.submit_queue_payments_max,
+            submit_defaults.queue_payments_max,
+            1..=10_000_000,
+        )?;
+        if queue_payments_max < batch_payments_max {
+            return Err(invalid(
+                "submit-queue-payments-max",
+                format!(
+                    "{queue_payments_max} is below --batch-payments-max ({batch_payments_max}): a full batch could never be admitted"
+                ),
+            ));
+        }
+        let submit = CoalescerLimits {
+            queue_payments_max,
+            entry_payments_max: bounded(
+                "entry-payments-max",
+                flags.entry_payments_max,
+                file.entry_payments_max,
+                submit_defaults.entry_payments_max,
+                1..=100_000,
+            )?,
+            // Half the Raft message limit leaves room for the entry's framing
+            // and for a second entry in the same AppendEntries.
+            entry_bytes_max: bounded(
+                "entry-bytes-max",
+                flags.entry_bytes_max,
+                file.entry_bytes_max,
+                submit_defaults.entry_bytes_max,
+                1_024..=RAFT_MESSAGE_BYTES_MAX / 2,
+            )?,
+            linger_ms: bounded(
+                "submit-linger-ms",
+                flags.submit_linger_ms,
+                file.submit_linger_ms,
+                submit_defaults.linger_ms,
+                0..=1_000,
+            )?,
+            ..submit_defaults
+        };
+        let drain_timeout_ms = bounded(
+            "drain-timeout-ms",
+            flags.drain_timeout_ms,
+            file.drain_timeout_ms,
+            10_000,
+            0..=600_000,
+        )?;
         Ok(NodeConfig {
             node_id,
             listen,
@@ -282,6 +382,9 @@ impl NodeConfig {
                 logs_kept_after_snapshot: defaults.logs_kept_after_snapshot,
             },
             validation_threads,
+            metrics_listen: flags.metrics_listen.or(file.metrics_listen),
+            submit,
+            drain_timeout_ms,
         })
     }
 }

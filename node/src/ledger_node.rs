@@ -9,9 +9,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::api::{AdminService, ApiLimits, IssuerService, SettlementService};
+use crate::api::{AdminService, ApiLimits, Coalescer, IssuerService, SettlementService};
 use crate::consensus::{LedgerStateMachine, NodeId, StateHandle, TypeConfig};
 use crate::network::{PeerNetworkFactory, RAFT_MESSAGE_BYTES_MAX, RaftService};
+use crate::ops::{MetricsSources, NodeMetrics, serve_metrics};
 use crate::state_machine::{Ledger, LedgerConfig};
 use crate::storage::LogStore;
 
@@ -65,6 +66,9 @@ async fn report_readiness(raft: LedgerRaft, reporter: tonic_health::server::Heal
 /// 1.3 MiB, so 16 MiB leaves room while bounding what one call can pin.
 pub const API_MESSAGE_BYTES_MAX: usize = 16 << 20;
 
+/// How long a stopping leader waits for its successor to take over.
+const LEADER_HANDOVER_WAIT_MS: u64 = 3_000;
+
 /// Raft timing, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RaftTimings {
@@ -98,6 +102,10 @@ pub struct NodeOptions {
     pub timings: RaftTimings,
     pub ledger: LedgerConfig,
     pub api: ApiLimits,
+    /// Where `GET /metrics` is served, if anywhere.
+    pub metrics_listener: Option<TcpListener>,
+    /// How long shutdown waits for in-flight requests before cutting them.
+    pub drain_timeout_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,8 +129,14 @@ pub struct LedgerNode {
     pub addr: std::net::SocketAddr,
     pub raft: LedgerRaft,
     pub state: StateHandle,
+    pub metrics: NodeMetrics,
+    /// Where `/metrics` is served, when it is.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    stopping: tokio::sync::watch::Sender<bool>,
     stop_server: Option<oneshot::Sender<()>>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
+    metrics_server: Option<JoinHandle<std::io::Result<()>>>,
+    drain_timeout_ms: u64,
 }
 
 impl LedgerNode {
@@ -143,12 +157,14 @@ impl LedgerNode {
         }
         .validate()
         .map_err(|e| NodeError::Timings(e.to_string()))?;
+        let metrics = NodeMetrics::new(options.node_id);
         let log = LogStore::open(&options.data_dir.join("raft-log"))?;
         let ledger = Arc::new(Ledger::new(options.ledger)?);
-        let sm = LedgerStateMachine::open(&options.data_dir.join("state"), ledger)?;
+        let sm = LedgerStateMachine::open(&options.data_dir.join("state"), ledger)?
+            .with_metrics(metrics.clone());
         let state = sm.state();
         let network = PeerNetworkFactory::new(options.node_id);
-        let raft = Raft::new(options.node_id, Arc::new(config), network, log, sm)
+        let raft = Raft::new(options.node_id, Arc::new(config), network, log.clone(), sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         let addr = options.listener.local_addr()?;
@@ -158,7 +174,35 @@ impl LedgerNode {
             options.ledger.validation_threads,
             options.ledger.certificate_cache_entries,
         )?);
-        let settlement = SettlementService::new(raft.clone(), state.clone(), ingress, options.api);
+        let coalescer = Coalescer::start(raft.clone(), options.api.submit, metrics.clone());
+        let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
+        let settlement = SettlementService::new(
+            raft.clone(),
+            state.clone(),
+            ingress,
+            options.api,
+            coalescer.clone(),
+            metrics.clone(),
+            stopping_rx.clone(),
+        );
+        let mut metrics_addr = None;
+        let metrics_server = match options.metrics_listener {
+            Some(listener) => {
+                metrics_addr = Some(listener.local_addr()?);
+                let sources = MetricsSources {
+                    metrics: metrics.clone(),
+                    raft: raft.clone(),
+                    state: state.clone(),
+                    log,
+                    coalescer,
+                };
+                let mut stop = stopping_rx.clone();
+                Some(tokio::spawn(serve_metrics(listener, sources, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })))
+            }
+            None => None,
+        };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(options.listener);
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -200,25 +244,94 @@ impl LedgerNode {
                     let _ = stop_rx.await;
                 }),
         );
-        tracing::info!(node_id = options.node_id, %addr, "node started");
+        tracing::info!(node_id = options.node_id, %addr, metrics = ?metrics_addr, "node started");
         Ok(LedgerNode {
             id: options.node_id,
             addr,
             raft,
             state,
+            metrics,
+            metrics_addr,
+            stopping,
             stop_server: Some(stop_tx),
             server,
+            metrics_server,
+            drain_timeout_ms: options.drain_timeout_ms,
         })
     }
 
-    /// Stops Raft (no more votes or appends), then the server.
+    /// Graceful stop: refuse new connections and end open watches, let
+    /// in-flight requests finish (they still need Raft, so it keeps running)
+    /// for up to the drain timeout, hand leadership to another voter if
+    /// this node leads, then stop Raft, which flushes and closes the stores.
     pub async fn shutdown(mut self) {
-        if let Err(e) = self.raft.shutdown().await {
-            tracing::warn!(node_id = self.id, error = %e, "raft shutdown");
-        }
+        let _ = self.stopping.send(true);
         if let Some(stop) = self.stop_server.take() {
             let _ = stop.send(());
         }
-        let _ = (&mut self.server).await;
+        let drain = std::time::Duration::from_millis(self.drain_timeout_ms);
+        match tokio::time::timeout(drain, &mut self.server).await {
+            Ok(_) => tracing::info!(node_id = self.id, "in-flight requests finished"),
+            Err(_) => {
+                tracing::warn!(
+                    node_id = self.id,
+                    drain_timeout_ms = self.drain_timeout_ms,
+                    "in-flight requests still running at the drain timeout; cutting them"
+                );
+                self.server.abort();
+            }
+        }
+        self.hand_over_leadership().await;
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(node_id = self.id, error = %e, "raft shutdown");
+        }
+        if let Some(server) = self.metrics_server.take() {
+            let _ = server.await;
+        }
+    }
+
+    /// If this node leads, asks the most caught-up other voter to take over
+    /// and waits briefly for it, so clients do not wait out an election.
+    async fn hand_over_leadership(&self) {
+        use openraft::type_config::async_runtime::WatchReceiver;
+        let target = {
+            let m = self.raft.metrics().borrow_watched().clone();
+            if m.current_leader != Some(self.id) {
+                return;
+            }
+            let voters: Vec<NodeId> = m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .filter(|id| *id != self.id)
+                .collect();
+            let matched = |id: &NodeId| {
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned().flatten())
+                    .map(|l| l.index)
+            };
+            voters.into_iter().max_by_key(matched)
+        };
+        let Some(target) = target else { return };
+        if self.raft.trigger().transfer_leader(target).await.is_err() {
+            return;
+        }
+        let handed = self
+            .raft
+            .wait(Some(std::time::Duration::from_millis(
+                LEADER_HANDOVER_WAIT_MS,
+            )))
+            .metrics(
+                |m| m.current_leader != Some(self.id),
+                "leadership handed over",
+            )
+            .await;
+        match handed {
+            Ok(_) => tracing::info!(node_id = self.id, to = target, "leadership handed over"),
+            Err(e) => {
+                tracing::warn!(node_id = self.id, error = %e, "leadership hand-over not confirmed")
+            }
+        }
     }
 }

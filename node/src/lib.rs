@@ -12,5 +12,6 @@ pub mod config;
 pub mod consensus;
 pub mod ledger_node;
 pub mod network;
+pub mod ops;
 pub mod state_machine;
 pub mod storage;

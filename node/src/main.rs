@@ -56,6 +56,10 @@ fn main() -> ExitCode {
 
 async fn run(config: NodeConfig) -> Result<(), NodeError> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+        None => None,
+    };
     let node = LedgerNode::start(NodeOptions {
         node_id: config.node_id,
         data_dir: config.data_dir.clone(),
@@ -67,8 +71,11 @@ async fn run(config: NodeConfig) -> Result<(), NodeError> {
         },
         api: spentledger_node::api::ApiLimits {
             batch_payments_max: config.batch_payments_max,
+            submit: config.submit,
             ..Default::default()
         },
+        metrics_listener,
+        drain_timeout_ms: config.drain_timeout_ms,
     })
     .await?;
     tracing::info!(node_id = config.node_id, advertise = %config.advertise, "serving");

@@ -1,6 +1,7 @@
 //! Client-facing gRPC services.
 
 mod admin;
+mod coalescer;
 mod forward;
 mod issuer;
 mod raft_write;
@@ -8,6 +9,7 @@ mod results;
 mod settlement;
 
 pub use admin::AdminService;
+pub use coalescer::{Coalescer, CoalescerLimits, RETRY_AFTER_HEADER, RETRY_PUSHBACK_HEADER};
 pub use forward::{FORWARD_HOPS_HEADER, FORWARD_HOPS_MAX};
 pub use issuer::IssuerService;
 pub use raft_write::now_ms;

@@ -6,12 +6,14 @@ use spentledger_protocol::{
 };
 use tonic::{Request, Response, Status};
 
+use super::coalescer::{Coalescer, CoalescerLimits};
 use super::forward::{Forwarder, Route, hops};
-use super::raft_write::{now_ms, read_barrier, write};
+use super::raft_write::{now_ms, read_barrier};
 use super::results::{payment_result, rejected};
 use crate::consensus::StateHandle;
 use crate::ledger_node::LedgerRaft;
-use crate::state_machine::{CommandOutcome, LedgerRead, PaymentOutcome};
+use crate::ops::NodeMetrics;
+use crate::state_machine::{LedgerRead, PaymentOutcome};
 
 /// Request limits of the client API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +21,8 @@ pub struct ApiLimits {
     pub batch_payments_max: usize,
     /// Allowance for device clock error in ingress checks (apply uses the protocol's).
     pub skew_ms: u64,
+    /// Queue, entry and linger bounds of the write path.
+    pub submit: CoalescerLimits,
 }
 
 impl Default for ApiLimits {
@@ -26,6 +30,7 @@ impl Default for ApiLimits {
         ApiLimits {
             batch_payments_max: 1_000,
             skew_ms: spentledger_protocol::limits::CLOCK_SKEW_MS_DEFAULT,
+            submit: CoalescerLimits::default(),
         }
     }
 }
@@ -38,6 +43,10 @@ pub struct SettlementService {
     state: StateHandle,
     validator: Arc<Validator>,
     limits: ApiLimits,
+    coalescer: Coalescer,
+    metrics: NodeMetrics,
+    /// Turns true when the node begins shutting down; ends open watches.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -50,6 +59,9 @@ impl SettlementService {
         state: StateHandle,
         validator: Arc<Validator>,
         limits: ApiLimits,
+        coalescer: Coalescer,
+        metrics: NodeMetrics,
+        stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         SettlementService {
             raft,
@@ -57,6 +69,9 @@ impl SettlementService {
             state,
             validator,
             limits,
+            coalescer,
+            metrics,
+            stopping,
         }
     }
 }
@@ -78,6 +93,18 @@ const NULLIFIERS_PER_CHECK_MAX: usize = 10_000;
 const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 /// Batches a SubmitStream may have in flight before it stops reading.
 const STREAM_BATCHES_IN_FLIGHT: usize = 4;
+
+/// Resolves once the node begins shutting down (or its signal is gone).
+async fn until_stopping(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *stopping.borrow_and_update() {
+            return;
+        }
+        if stopping.changed().await.is_err() {
+            return;
+        }
+    }
+}
 
 impl SettlementService {
     async fn read_barrier(&self, consistency: i32) -> Result<(), Status> {
@@ -123,6 +150,10 @@ impl SettlementService {
                 self.limits.batch_payments_max
             )));
         }
+        // Admission before any work, held until the answer: bounded memory.
+        let _admission = self.coalescer.admit(batch.payments.len())?;
+        self.metrics.batch_received(batch.payments.len());
+        let started = std::time::Instant::now();
         // Stateless checks first (ingress mode): never propose an invalid payment.
         let store = self.state.current();
         let validator = self.validator.clone();
@@ -164,22 +195,17 @@ impl SettlementService {
         })
         .await
         .map_err(internal)??;
+        self.metrics.ingress_validated(started.elapsed());
+        for route in &routes {
+            if let Ingress::Answered(r) = route {
+                self.metrics.ingress_verdict(r);
+            }
+        }
 
         let mut outcomes = Vec::new();
         let mut log_index = 0;
         if !proposed.is_empty() {
-            let command = pb::Command {
-                stamp_ms,
-                kind: Some(pb::command::Kind::Submit(pb::SubmitPayments {
-                    payments: proposed,
-                })),
-            };
-            let (index, outcome) = write(&self.raft, command).await?;
-            log_index = index;
-            match outcome {
-                CommandOutcome::Submitted(o) => outcomes = o,
-                other => return Err(internal(format!("unexpected outcome {other:?}"))),
-            }
+            (log_index, outcomes) = self.coalescer.submit(proposed).await?;
         }
         let results = routes
             .into_iter()
@@ -350,6 +376,7 @@ impl Settlement for SettlementService {
         request: Request<pb::WatchRevocationsRequest>,
     ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
         let state = self.state.clone();
+        let mut stopping = self.stopping.clone();
         let start = request.into_inner().after_sequence;
         let (tx, rx) = tokio::sync::mpsc::channel(REVOCATIONS_PAGE_DEFAULT);
         tokio::spawn(async move {
@@ -382,6 +409,11 @@ impl Settlement for SettlementService {
                     tokio::select! {
                         _ = tokio::time::sleep(WATCH_POLL) => {}
                         _ = tx.closed() => return,
+                        // Shutting down: end the stream so the server can drain.
+                        _ = until_stopping(&mut stopping) => {
+                            let _ = tx.send(Err(Status::unavailable("node is shutting down; resume on another node"))).await;
+                            return;
+                        }
                     }
                 }
             }

@@ -8,6 +8,7 @@ use openraft::{EntryPayload, OptionalSend};
 
 use super::codec::{decode_snapshot_meta, encode_snapshot_meta, snapshot_name};
 use super::type_config::{ClientRequest, Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::ops::NodeMetrics;
 use crate::state_machine::{CommandOutcome, Ledger, Overlay};
 use crate::storage::snapshot_file::{self, SnapshotFile, sync_dir};
 use crate::storage::state_store::AppliedState;
@@ -53,6 +54,7 @@ pub struct LedgerStateMachine {
     applied: AppliedState,
     ledger: Arc<Ledger>,
     current_snapshot: Arc<Mutex<Option<CurrentSnapshot>>>,
+    metrics: NodeMetrics,
 }
 
 fn generation_dir(dir: &Path, generation: u64) -> PathBuf {
@@ -153,7 +155,14 @@ impl LedgerStateMachine {
             applied,
             ledger,
             current_snapshot: Arc::new(Mutex::new(find_current_snapshot(dir)?)),
+            metrics: NodeMetrics::new(0),
         })
+    }
+
+    /// Records apply and snapshot figures into `metrics` (the node's).
+    pub fn with_metrics(mut self, metrics: NodeMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The live database, for reads.
@@ -221,11 +230,15 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         let store = self.state.current();
         let ledger = self.ledger.clone();
         let applied = self.applied.clone();
+        let started = std::time::Instant::now();
+        let entry_count = entries.len();
         let (applied, outcomes) =
             tokio::task::spawn_blocking(move || apply_blocking(&store, &ledger, applied, &entries))
                 .await
                 .map_err(io_err)??;
         self.applied = applied;
+        self.metrics
+            .applied(&outcomes, entry_count, started.elapsed());
         for (responder, outcome) in responders.into_iter().zip(outcomes) {
             if let Some(responder) = responder {
                 responder.send(outcome);
@@ -239,6 +252,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             dir: self.dir.clone(),
             state: self.state.clone(),
             current_snapshot: self.current_snapshot.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -259,6 +273,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         self.applied = store.applied_state()?;
         self.state.replace(Arc::new(store));
         self.generation = next;
+        self.metrics.snapshot_installed();
         *self
             .current_snapshot
             .lock()
@@ -379,6 +394,7 @@ pub struct LedgerSnapshotBuilder {
     dir: PathBuf,
     state: StateHandle,
     current_snapshot: Arc<Mutex<Option<CurrentSnapshot>>>,
+    metrics: NodeMetrics,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
@@ -389,6 +405,7 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
     ) -> io::Result<openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>> {
         let store = self.state.current();
         let dir = self.dir.clone();
+        let started = std::time::Instant::now();
         let current = tokio::task::spawn_blocking(move || -> io::Result<CurrentSnapshot> {
             let tmp = snapshots_dir(&dir).join("building.snap");
             let (_, applied) = snapshot_file::write(&store, &tmp)?;
@@ -404,6 +421,7 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
         })
         .await
         .map_err(io_err)??;
+        self.metrics.snapshot_built(started.elapsed());
         *self
             .current_snapshot
             .lock()

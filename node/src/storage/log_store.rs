@@ -66,6 +66,11 @@ impl LogStore {
         Ok(LogStore { inner })
     }
 
+    /// Estimated on-disk and in-memory size, for metrics.
+    pub fn disk_bytes(&self) -> super::DiskBytes {
+        super::disk_bytes(&self.inner.db, &[CF_LOGS, CF_META])
+    }
+
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         self.inner
             .db

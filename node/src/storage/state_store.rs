@@ -118,6 +118,11 @@ impl StateStore {
         &self.dir
     }
 
+    /// Estimated on-disk and in-memory size, for metrics.
+    pub fn disk_bytes(&self) -> super::DiskBytes {
+        super::disk_bytes(&self.db, &COLUMN_FAMILIES)
+    }
+
     pub(crate) fn db(&self) -> &DB {
         &self.db
     }

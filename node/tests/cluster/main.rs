@@ -18,6 +18,8 @@ use spentledger_protocol::types::{Currency, IdText};
 use spentledger_protocol::{Payment, Verdict, pb};
 use tokio::net::TcpListener;
 
+mod write_path;
+
 const T0_MS: u64 = 1_767_225_600_000;
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -39,6 +41,26 @@ struct Cluster {
 }
 
 async fn start_node(id: u64, dir: PathBuf, listener: TcpListener) -> LedgerNode {
+    start_node_with(id, dir, listener, test_api_limits()).await
+}
+
+fn test_api_limits() -> ApiLimits {
+    ApiLimits {
+        batch_payments_max: 8,
+        ..ApiLimits::default()
+    }
+}
+
+/// Starts a node with the given API limits, serving metrics on a loopback port.
+async fn start_node_with(
+    id: u64,
+    dir: PathBuf,
+    listener: TcpListener,
+    api: ApiLimits,
+) -> LedgerNode {
+    let metrics_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback for metrics");
     LedgerNode::start(NodeOptions {
         node_id: id,
         data_dir: dir,
@@ -48,10 +70,9 @@ async fn start_node(id: u64, dir: PathBuf, listener: TcpListener) -> LedgerNode 
             validation_threads: 1,
             certificate_cache_entries: 1_024,
         },
-        api: ApiLimits {
-            batch_payments_max: 8,
-            ..ApiLimits::default()
-        },
+        api,
+        metrics_listener: Some(metrics_listener),
+        drain_timeout_ms: 5_000,
     })
     .await
     .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"))
@@ -79,6 +100,10 @@ fn init_logging() {
 
 impl Cluster {
     async fn start(size: u64) -> Cluster {
+        Cluster::start_with(size, test_api_limits()).await
+    }
+
+    async fn start_with(size: u64, api: ApiLimits) -> Cluster {
         init_logging();
         let root = tempfile::tempdir().expect("temp dir");
         let mut cluster = Cluster {
@@ -98,7 +123,7 @@ impl Cluster {
             cluster.dirs.insert(id, dir.clone());
             cluster
                 .nodes
-                .insert(id, start_node(id, dir, listener).await);
+                .insert(id, start_node_with(id, dir, listener, api).await);
         }
         let members: BTreeMap<u64, BasicNode> = cluster
             .addrs

@@ -1,0 +1,247 @@
+//! Leader-side coalescing of concurrent submissions into one Raft entry, and
+//! admission control in front of it.
+//!
+//! Every gateway batch that passed ingress validation joins a bounded queue.
+//! One task takes the queue's head, lingers briefly for more, and proposes
+//! everything it gathered (bounded by payments and bytes) as a single entry,
+//! so many batches share one log fsync and one state-machine write batch.
+//! Each caller gets back exactly its own outcomes, in its own order.
+//!
+//! Admission is counted in payments, taken before validation and held until
+//! the caller is answered, so the memory pinned by accepted-but-unfinished
+//! work is bounded. When the budget is spent, callers get RESOURCE_EXHAUSTED
+//! with a retry hint instead of waiting in an unbounded line.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use spentledger_protocol::pb;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tonic::Status;
+
+use super::raft_write::{now_ms, write};
+use crate::ledger_node::LedgerRaft;
+use crate::ops::NodeMetrics;
+use crate::state_machine::{CommandOutcome, PaymentOutcome};
+
+/// gRPC's standard trailer telling a client how long to back off, and our own
+/// spelling of it for clients without retry policies.
+pub const RETRY_PUSHBACK_HEADER: &str = "grpc-retry-pushback-ms";
+pub const RETRY_AFTER_HEADER: &str = "x-spentledger-retry-after-ms";
+
+/// Bounds of the submission path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoalescerLimits {
+    /// Payments admitted (validating, queued or being written) at once.
+    pub queue_payments_max: usize,
+    /// Payments in one Raft entry.
+    pub entry_payments_max: usize,
+    /// Encoded payment bytes in one Raft entry (kept well under the Raft
+    /// message limit so an entry always fits one AppendEntries).
+    pub entry_bytes_max: usize,
+    /// How long the first batch of an entry waits for company.
+    pub linger_ms: u64,
+    /// Entries proposed and not yet applied at once.
+    pub entries_in_flight_max: usize,
+    /// Back-off suggested to a caller refused for overload.
+    pub retry_after_ms: u64,
+}
+
+impl Default for CoalescerLimits {
+    fn default() -> Self {
+        CoalescerLimits {
+            queue_payments_max: 20_000,
+            entry_payments_max: 4_096,
+            entry_bytes_max: 8 << 20,
+            linger_ms: 2,
+            entries_in_flight_max: 4,
+            retry_after_ms: 200,
+        }
+    }
+}
+
+/// What one caller gets back: the entry's log index and its own outcomes.
+pub type Submitted = Result<(u64, Vec<PaymentOutcome>), Status>;
+
+/// Admission for `n` payments: hold it until the caller has its answer.
+pub struct Admission(#[allow(dead_code)] OwnedSemaphorePermit);
+
+struct Pending {
+    payments: Vec<pb::Payment>,
+    bytes: usize,
+    reply: oneshot::Sender<Submitted>,
+}
+
+/// Handle to the coalescing task; cheap to clone.
+#[derive(Clone)]
+pub struct Coalescer {
+    queue: mpsc::Sender<Pending>,
+    admission: Arc<Semaphore>,
+    limits: CoalescerLimits,
+    metrics: NodeMetrics,
+}
+
+impl Coalescer {
+    /// Starts the coalescing task; it ends when every handle is dropped.
+    pub fn start(raft: LedgerRaft, limits: CoalescerLimits, metrics: NodeMetrics) -> Self {
+        // Each queued item holds at least one admitted payment, so the
+        // channel can never need more slots than that.
+        let (queue, rx) = mpsc::channel(limits.queue_payments_max.max(1));
+        tokio::spawn(run(raft, rx, limits, metrics.clone()));
+        Coalescer {
+            queue,
+            admission: Arc::new(Semaphore::new(limits.queue_payments_max)),
+            limits,
+            metrics,
+        }
+    }
+
+    /// Reserves room for `payments` or refuses with RESOURCE_EXHAUSTED and a
+    /// retry hint. Never waits.
+    pub fn admit(&self, payments: usize) -> Result<Admission, Status> {
+        let n = u32::try_from(payments.max(1)).unwrap_or(u32::MAX);
+        match self.admission.clone().try_acquire_many_owned(n) {
+            Ok(permit) => Ok(Admission(permit)),
+            Err(_) => {
+                self.metrics.overload_refusal();
+                Err(overloaded(
+                    self.limits.retry_after_ms,
+                    self.limits.queue_payments_max,
+                ))
+            }
+        }
+    }
+
+    /// Payments currently admitted.
+    pub fn queued(&self) -> usize {
+        self.limits
+            .queue_payments_max
+            .saturating_sub(self.admission.available_permits())
+    }
+
+    /// Proposes `payments` (already validated) as part of the next entry and
+    /// waits for their outcomes.
+    pub async fn submit(&self, payments: Vec<pb::Payment>) -> Submitted {
+        let bytes = payments.iter().map(Message::encoded_len).sum();
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Pending {
+                payments,
+                bytes,
+                reply,
+            })
+            .await
+            .map_err(|_| Status::unavailable("node is shutting down"))?;
+        answer
+            .await
+            .map_err(|_| Status::unavailable("node is shutting down"))?
+    }
+}
+
+fn overloaded(retry_after_ms: u64, queue_payments_max: usize) -> Status {
+    let mut status = Status::resource_exhausted(format!(
+        "overloaded: {queue_payments_max} payments already in progress; retry after {retry_after_ms} ms"
+    ));
+    if let Ok(v) = retry_after_ms.to_string().parse() {
+        status.metadata_mut().insert(RETRY_PUSHBACK_HEADER, v);
+    }
+    if let Ok(v) = retry_after_ms.to_string().parse() {
+        status.metadata_mut().insert(RETRY_AFTER_HEADER, v);
+    }
+    status
+}
+
+/// Gathers pending batches into entries and proposes them, a bounded number at once.
+async fn run(
+    raft: LedgerRaft,
+    mut rx: mpsc::Receiver<Pending>,
+    limits: CoalescerLimits,
+    metrics: NodeMetrics,
+) {
+    let in_flight = Arc::new(Semaphore::new(limits.entries_in_flight_max.max(1)));
+    let linger = Duration::from_millis(limits.linger_ms);
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let mut count = first.payments.len();
+        let mut bytes = first.bytes;
+        let mut group = vec![first];
+        let deadline = tokio::time::Instant::now() + linger;
+        while count < limits.entry_payments_max && bytes < limits.entry_bytes_max {
+            let next = match rx.try_recv() {
+                Ok(p) => Some(p),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    // Nothing by the deadline: lingered long enough.
+                    tokio::time::timeout_at(deadline, rx.recv())
+                        .await
+                        .unwrap_or(None)
+                }
+            };
+            let Some(p) = next else { break };
+            if count + p.payments.len() > limits.entry_payments_max
+                || bytes + p.bytes > limits.entry_bytes_max
+            {
+                carried = Some(p); // starts the next entry
+                break;
+            }
+            count += p.payments.len();
+            bytes += p.bytes;
+            group.push(p);
+        }
+        let permit = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the in-flight semaphore is never closed");
+        metrics.entry_proposed(group.len(), count, bytes);
+        tokio::spawn(propose(raft.clone(), group, permit));
+    }
+}
+
+/// Proposes one gathered entry and hands each caller its slice of outcomes.
+async fn propose(raft: LedgerRaft, group: Vec<Pending>, _in_flight: OwnedSemaphorePermit) {
+    let mut payments = Vec::with_capacity(group.iter().map(|p| p.payments.len()).sum());
+    let mut callers = Vec::with_capacity(group.len());
+    for pending in group {
+        callers.push((pending.payments.len(), pending.reply));
+        payments.extend(pending.payments);
+    }
+    let command = pb::Command {
+        stamp_ms: now_ms(),
+        kind: Some(pb::command::Kind::Submit(pb::SubmitPayments { payments })),
+    };
+    let result = match write(&raft, command).await {
+        Ok((index, CommandOutcome::Submitted(outcomes))) => Ok((index, outcomes)),
+        Ok((_, other)) => Err(Status::internal(format!(
+            "submit entry produced {other:?}, not payment outcomes"
+        ))),
+        Err(status) => Err(status),
+    };
+    match result {
+        Ok((index, outcomes)) => {
+            let mut outcomes = outcomes.into_iter();
+            for (n, reply) in callers {
+                let mine: Vec<PaymentOutcome> = outcomes.by_ref().take(n).collect();
+                let answer = if mine.len() == n {
+                    Ok((index, mine))
+                } else {
+                    Err(Status::internal("fewer outcomes than proposed payments"))
+                };
+                let _ = reply.send(answer); // a caller that went away needs no answer
+            }
+        }
+        Err(status) => {
+            for (_, reply) in callers {
+                let _ = reply.send(Err(status.clone()));
+            }
+        }
+    }
+}
