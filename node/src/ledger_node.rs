@@ -66,9 +66,6 @@ async fn report_readiness(raft: LedgerRaft, reporter: tonic_health::server::Heal
 /// 1.3 MiB, so 16 MiB leaves room while bounding what one call can pin.
 pub const API_MESSAGE_BYTES_MAX: usize = 16 << 20;
 
-/// How long a stopping leader waits for its successor to take over.
-const LEADER_HANDOVER_WAIT_MS: u64 = 3_000;
-
 /// Raft timing, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RaftTimings {
@@ -137,6 +134,7 @@ pub struct LedgerNode {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     metrics_server: Option<JoinHandle<std::io::Result<()>>>,
     drain_timeout_ms: u64,
+    heartbeat_interval_ms: u64,
 }
 
 impl LedgerNode {
@@ -257,6 +255,7 @@ impl LedgerNode {
             server,
             metrics_server,
             drain_timeout_ms: options.drain_timeout_ms,
+            heartbeat_interval_ms: t.heartbeat_interval_ms,
         })
     }
 
@@ -290,8 +289,10 @@ impl LedgerNode {
         }
     }
 
-    /// If this node leads, asks the most caught-up other voter to take over
-    /// and waits briefly for it, so clients do not wait out an election.
+    /// If this node leads, asks the most caught-up other voter to take over,
+    /// so clients do not wait out an election timeout. Our listener is
+    /// already closed, so the successor's vote request cannot reach us to
+    /// confirm; we give the TransferLeader RPC two heartbeats to go out.
     async fn hand_over_leadership(&self) {
         use openraft::type_config::async_runtime::WatchReceiver;
         let target = {
@@ -320,7 +321,7 @@ impl LedgerNode {
         let handed = self
             .raft
             .wait(Some(std::time::Duration::from_millis(
-                LEADER_HANDOVER_WAIT_MS,
+                2 * self.heartbeat_interval_ms,
             )))
             .metrics(
                 |m| m.current_leader != Some(self.id),
@@ -329,8 +330,12 @@ impl LedgerNode {
             .await;
         match handed {
             Ok(_) => tracing::info!(node_id = self.id, to = target, "leadership handed over"),
-            Err(e) => {
-                tracing::warn!(node_id = self.id, error = %e, "leadership hand-over not confirmed")
+            Err(_) => {
+                tracing::info!(
+                    node_id = self.id,
+                    to = target,
+                    "leadership hand-over requested"
+                )
             }
         }
     }

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use spentledger_protocol::pb;
 use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
 use spentledger_protocol::types::{Currency, IdText};
+use spentledger_protocol::{Payment, pb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_spentledger-node");
 const WAIT: Duration = Duration::from_secs(30);
@@ -30,6 +30,18 @@ fn free_addr() -> SocketAddr {
 }
 
 fn spawn(id: u64, addrs: &[SocketAddr], dir: &Path, bootstrap: bool, keys: &Path) -> Child {
+    spawn_with(id, addrs, dir, bootstrap, keys, &[])
+}
+
+/// Starts node `id` of the cluster at `addrs`, with extra flags.
+fn spawn_with(
+    id: u64,
+    addrs: &[SocketAddr],
+    dir: &Path,
+    bootstrap: bool,
+    keys: &Path,
+    extra: &[&str],
+) -> Child {
     let members: Vec<String> = addrs
         .iter()
         .enumerate()
@@ -48,6 +60,7 @@ fn spawn(id: u64, addrs: &[SocketAddr], dir: &Path, bootstrap: bool, keys: &Path
         .arg("100")
         .arg("--election-timeout-ms")
         .arg("500")
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -79,6 +92,91 @@ async fn channel(addr: SocketAddr) -> Option<tonic::transport::Channel> {
         .connect()
         .await
         .ok()
+}
+
+fn test_issuer() -> Issuer {
+    Issuer::from_seed(id("bank-p"), [5; 32], 0, u64::MAX)
+}
+
+/// The genesis key file naming `issuer`'s key, written under `dir`.
+fn write_genesis_keys(dir: &Path, issuer: &Issuer) -> PathBuf {
+    let key = issuer.issuer_key();
+    let keys_file: PathBuf = dir.join("issuer-keys.json");
+    let public_hex: String = key.public_key.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(
+        &keys_file,
+        format!(r#"[{{"key_id": "bank-p", "public_key_hex": "{public_hex}", "valid_from_ms": 0, "valid_until_ms": 18446744073709551615}}]"#),
+    )
+    .expect("write keys");
+    keys_file
+}
+
+/// A wallet whose certificate was issued a minute ago.
+fn test_wallet(issuer: &Issuer, n: u8, balance: u64) -> Wallet {
+    let seed = [n; 32];
+    let issued = issuer
+        .issue(
+            &IssuancePolicy::default(),
+            &IssuanceRequest {
+                wallet_id: id(&format!("w-{n}")),
+                device_key: Wallet::device_key_for(&seed),
+                currency: Currency::new("c", "EUR").expect("EUR"),
+                balance,
+                credit_line: 0,
+                issued_at_ms: now_ms() - 60_000,
+            },
+        )
+        .expect("issue");
+    Wallet::new(seed, issued.certificate, issued.tokens).expect("wallet")
+}
+
+/// Submits one batch as a gateway does: tries the nodes in turn, and
+/// resubmits (payments are idempotent by tx_id) on UNAVAILABLE, on
+/// RESOURCE_EXHAUSTED, and while the genesis issuer key is not yet applied
+/// (the bootstrapping node registers it right after the first election; a
+/// payment judged before that is rejected UNKNOWN_ISSUER_KEY with nothing
+/// recorded: docs/NODE.md, "Running a node").
+async fn must_submit(
+    addrs: &[SocketAddr],
+    batch_id: u64,
+    payments: &[Payment],
+) -> pb::SubmitBatchResponse {
+    let deadline = Instant::now() + WAIT;
+    let request = pb::SubmitBatchRequest {
+        batch_id,
+        payments: payments.iter().map(pb::Payment::from).collect(),
+    };
+    for attempt in 0.. {
+        let addr = addrs[attempt % addrs.len()];
+        let outcome = match channel(addr).await {
+            Some(ch) => pb::settlement_client::SettlementClient::new(ch)
+                .submit_batch(request.clone())
+                .await
+                .map(tonic::Response::into_inner),
+            None => Err(tonic::Status::unavailable(format!(
+                "cannot connect to {addr}"
+            ))),
+        };
+        match outcome {
+            Ok(r)
+                if r.results
+                    .iter()
+                    .any(|x| x.reject_reason == pb::RejectReason::UnknownIssuerKey as i32)
+                    && Instant::now() < deadline => {}
+            Ok(r) => return r,
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unavailable
+                        | tonic::Code::ResourceExhausted
+                        | tonic::Code::Cancelled
+                        | tonic::Code::Unknown
+                ) && Instant::now() < deadline => {}
+            Err(s) => panic!("submit batch {batch_id} to {addr}: {s}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    unreachable!("the retry loop returns or panics")
 }
 
 async fn must_be_ready(addr: SocketAddr) {
@@ -179,15 +277,8 @@ fn help_documents_every_setting_and_bad_config_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_bootstrap_settle_stop_and_restart_with_state_intact() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let issuer = Issuer::from_seed(id("bank-p"), [5; 32], 0, u64::MAX);
-    let key = issuer.issuer_key();
-    let keys_file: PathBuf = dir.path().join("issuer-keys.json");
-    let public_hex: String = key.public_key.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(
-        &keys_file,
-        format!(r#"[{{"key_id": "bank-p", "public_key_hex": "{public_hex}", "valid_from_ms": 0, "valid_until_ms": 18446744073709551615}}]"#),
-    )
-    .expect("write keys");
+    let issuer = test_issuer();
+    let keys_file = write_genesis_keys(dir.path(), &issuer);
     let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
 
     eprintln!("--- start three processes; node 1 bootstraps with the genesis issuer key");
@@ -201,50 +292,9 @@ async fn three_processes_bootstrap_settle_stop_and_restart_with_state_intact() {
     }
 
     eprintln!("--- a gateway submits through node 2");
-    let seed = [8; 32];
-    let issued = issuer
-        .issue(
-            &IssuancePolicy::default(),
-            &IssuanceRequest {
-                wallet_id: id("w-p"),
-                device_key: Wallet::device_key_for(&seed),
-                currency: Currency::new("c", "EUR").expect("EUR"),
-                balance: 1_000,
-                credit_line: 0,
-                issued_at_ms: now_ms() - 60_000,
-            },
-        )
-        .expect("issue");
-    let mut wallet = Wallet::new(seed, issued.certificate, issued.tokens).expect("wallet");
+    let mut wallet = test_wallet(&issuer, 8, 1_000);
     let payment = wallet.pay(125, &id("m"), [1; 32], now_ms()).expect("pay");
-    let deadline = Instant::now() + WAIT;
-    let response = loop {
-        let ch = channel(addrs[1]).await.expect("connect node 2");
-        match pb::settlement_client::SettlementClient::new(ch)
-            .submit_batch(pb::SubmitBatchRequest {
-                batch_id: 1,
-                payments: vec![(&payment).into()],
-            })
-            .await
-        {
-            // The bootstrapping node registers the genesis key right after the
-            // first election; a payment judged before that entry is applied is
-            // rejected UNKNOWN_ISSUER_KEY with nothing recorded, so resubmitting
-            // is safe (docs/NODE.md, "Running a node").
-            Ok(r)
-                if r.get_ref().results[0].reject_reason
-                    == pb::RejectReason::UnknownIssuerKey as i32
-                    && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Ok(r) => break r.into_inner(),
-            Err(s) if s.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(s) => panic!("submit: {s}"),
-        }
-    };
+    let response = must_submit(&[addrs[1]], 1, std::slice::from_ref(&payment)).await;
     assert_eq!(
         response.results[0].verdict,
         pb::Verdict::Accepted as i32,
@@ -298,3 +348,5 @@ async fn three_processes_bootstrap_settle_stop_and_restart_with_state_intact() {
         }
     }
 }
+
+mod faults;
