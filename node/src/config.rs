@@ -76,6 +76,10 @@ pub struct Flags {
     /// On SIGTERM, how long in-flight requests may run before being cut, in ms [default: 10000].
     #[arg(long, env = "SPENTLEDGER_DRAIN_TIMEOUT_MS")]
     pub drain_timeout_ms: Option<u64>,
+    /// How often this node compares its state digest with its peers', in ms;
+    /// a node that disagrees with all of them stops serving [default: 10000].
+    #[arg(long, env = "SPENTLEDGER_DIGEST_AUDIT_INTERVAL_MS")]
+    pub digest_audit_interval_ms: Option<u64>,
 }
 
 /// The same settings as a TOML file (kebab-case keys).
@@ -102,6 +106,7 @@ pub struct FileSettings {
     pub entry_bytes_max: Option<usize>,
     pub submit_linger_ms: Option<u64>,
     pub drain_timeout_ms: Option<u64>,
+    pub digest_audit_interval_ms: Option<u64>,
 }
 
 /// A checked configuration.
@@ -120,6 +125,7 @@ pub struct NodeConfig {
     pub metrics_listen: Option<SocketAddr>,
     pub submit: CoalescerLimits,
     pub drain_timeout_ms: u64,
+    pub digest_audit_interval_ms: u64,
 }
 
 /// A numeric setting from flags/env, else the file, else `default`, checked
@@ -365,6 +371,13 @@ impl NodeConfig {
             10_000,
             0..=600_000,
         )?;
+        let digest_audit_interval_ms = bounded(
+            "digest-audit-interval-ms",
+            flags.digest_audit_interval_ms,
+            file.digest_audit_interval_ms,
+            10_000,
+            100..=3_600_000,
+        )?;
         Ok(NodeConfig {
             node_id,
             listen,
@@ -385,6 +398,7 @@ impl NodeConfig {
             metrics_listen: flags.metrics_listen.or(file.metrics_listen),
             submit,
             drain_timeout_ms,
+            digest_audit_interval_ms,
         })
     }
 }

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::api::{AdminService, ApiLimits, Coalescer, IssuerService, SettlementService};
 use crate::consensus::{LedgerStateMachine, NodeId, StateHandle, TypeConfig};
 use crate::network::{PeerNetworkFactory, RAFT_MESSAGE_BYTES_MAX, RaftService};
-use crate::ops::{MetricsSources, NodeMetrics, serve_metrics};
+use crate::ops::{MetricsSources, NodeMetrics, Quarantine, run_digest_audit, serve_metrics};
 use crate::state_machine::{Ledger, LedgerConfig};
 use crate::storage::LogStore;
 
@@ -31,9 +31,14 @@ const READY_SERVICES: [&str; 4] = [
 ];
 
 /// Follows Raft's metrics and publishes readiness until Raft stops.
-async fn report_readiness(raft: LedgerRaft, reporter: tonic_health::server::HealthReporter) {
+async fn report_readiness(
+    raft: LedgerRaft,
+    reporter: tonic_health::server::HealthReporter,
+    quarantine: Quarantine,
+) {
     use openraft::type_config::async_runtime::WatchReceiver;
     let mut metrics = raft.metrics();
+    let mut quarantined = quarantine.subscribe();
     let mut last = None;
     loop {
         let ready = {
@@ -43,7 +48,7 @@ async fn report_readiness(raft: LedgerRaft, reporter: tonic_health::server::Heal
                 (Some(applied), Some(committed)) => applied.index >= committed.index,
                 (None, Some(_)) => false,
             };
-            m.current_leader.is_some() && caught_up
+            m.current_leader.is_some() && caught_up && !*quarantined.borrow_and_update()
         };
         if last != Some(ready) {
             let status = if ready {
@@ -56,8 +61,17 @@ async fn report_readiness(raft: LedgerRaft, reporter: tonic_health::server::Heal
             }
             last = Some(ready);
         }
-        if metrics.changed().await.is_err() {
-            return;
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() {
+                // Raft stopped (shutdown or quarantine): not ready any more.
+                for name in READY_SERVICES {
+                    reporter
+                        .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                        .await;
+                }
+                return;
+            },
+            _ = quarantined.changed() => {}
         }
     }
 }
@@ -103,6 +117,8 @@ pub struct NodeOptions {
     pub metrics_listener: Option<TcpListener>,
     /// How long shutdown waits for in-flight requests before cutting them.
     pub drain_timeout_ms: u64,
+    /// How often the state digest is compared with the peers'.
+    pub digest_audit_interval_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +143,8 @@ pub struct LedgerNode {
     pub raft: LedgerRaft,
     pub state: StateHandle,
     pub metrics: NodeMetrics,
+    /// Set when this node's digest diverged from its peers'.
+    pub quarantine: Quarantine,
     /// Where `/metrics` is served, when it is.
     pub metrics_addr: Option<std::net::SocketAddr>,
     stopping: tokio::sync::watch::Sender<bool>,
@@ -212,7 +230,32 @@ impl LedgerNode {
                 .set_service_status(name, tonic_health::ServingStatus::NotServing)
                 .await;
         }
-        tokio::spawn(report_readiness(raft.clone(), health_reporter));
+        let quarantine = Quarantine::default();
+        tokio::spawn(report_readiness(
+            raft.clone(),
+            health_reporter,
+            quarantine.clone(),
+        ));
+        tokio::spawn(run_digest_audit(
+            raft.clone(),
+            state.clone(),
+            quarantine.clone(),
+            metrics.clone(),
+            options.digest_audit_interval_ms,
+            stopping_rx.clone(),
+        ));
+        // A quarantined node refuses the client APIs (Admin stays up so
+        // operators can see why).
+        let refuse_when_quarantined = {
+            let quarantine = quarantine.clone();
+            move |request: tonic::Request<()>| {
+                if quarantine.is_set() {
+                    Err(Quarantine::refusal())
+                } else {
+                    Ok(request)
+                }
+            }
+        };
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -227,16 +270,19 @@ impl LedgerNode {
                         .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
                         .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX),
                 )
-                .add_service(
+                .add_service(tonic::service::interceptor::InterceptedService::new(
                     pb::settlement_server::SettlementServer::new(settlement)
                         .max_decoding_message_size(API_MESSAGE_BYTES_MAX),
-                )
-                .add_service(pb::issuer_server::IssuerServer::new(IssuerService::new(
-                    raft.clone(),
-                )))
+                    refuse_when_quarantined.clone(),
+                ))
+                .add_service(pb::issuer_server::IssuerServer::with_interceptor(
+                    IssuerService::new(raft.clone()),
+                    refuse_when_quarantined,
+                ))
                 .add_service(pb::admin_server::AdminServer::new(AdminService::new(
                     raft.clone(),
                     state.clone(),
+                    quarantine.clone(),
                 )))
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stop_rx.await;
@@ -249,6 +295,7 @@ impl LedgerNode {
             raft,
             state,
             metrics,
+            quarantine,
             metrics_addr,
             stopping,
             stop_server: Some(stop_tx),

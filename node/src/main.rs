@@ -76,6 +76,7 @@ async fn run(config: NodeConfig) -> Result<(), NodeError> {
         },
         metrics_listener,
         drain_timeout_ms: config.drain_timeout_ms,
+        digest_audit_interval_ms: config.digest_audit_interval_ms,
     })
     .await?;
     tracing::info!(node_id = config.node_id, advertise = %config.advertise, "serving");

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use super::raft_write::not_leader;
 use crate::consensus::StateHandle;
 use crate::ledger_node::LedgerRaft;
+use crate::ops::Quarantine;
 
 /// Deadline for asking a peer for its own status.
 const PEER_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -20,11 +21,16 @@ const PEER_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct AdminService {
     raft: LedgerRaft,
     state: StateHandle,
+    quarantine: Quarantine,
 }
 
 impl AdminService {
-    pub fn new(raft: LedgerRaft, state: StateHandle) -> Self {
-        AdminService { raft, state }
+    pub fn new(raft: LedgerRaft, state: StateHandle, quarantine: Quarantine) -> Self {
+        AdminService {
+            raft,
+            state,
+            quarantine,
+        }
     }
 
     fn self_status(&self) -> Result<pb::NodeStatus, Status> {
@@ -57,7 +63,7 @@ impl AdminService {
             committed_index: m.local_committed.map_or(0, |c| c.index),
             applied_index: applied.applied.map_or(0, |a| a.index),
             state_digest: applied.digest.0.to_vec(),
-            digest_mismatch: false,
+            digest_mismatch: self.quarantine.is_set(),
             reachable: true,
             error: String::new(),
         })
@@ -100,7 +106,8 @@ fn change_error(
     }
 }
 
-async fn peer_status(address: &str) -> Result<pb::NodeStatus, String> {
+/// Asks the node at `address` for its own status (term, applied index, digest).
+pub async fn peer_status(address: &str) -> Result<pb::NodeStatus, String> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| e.to_string())?
         .connect_timeout(PEER_STATUS_TIMEOUT)

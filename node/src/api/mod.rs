@@ -8,7 +8,7 @@ mod raft_write;
 mod results;
 mod settlement;
 
-pub use admin::AdminService;
+pub use admin::{AdminService, peer_status};
 pub use coalescer::{Coalescer, CoalescerLimits, RETRY_AFTER_HEADER, RETRY_PUSHBACK_HEADER};
 pub use forward::{FORWARD_HOPS_HEADER, FORWARD_HOPS_MAX};
 pub use issuer::IssuerService;
@@ -18,3 +18,5 @@ pub use settlement::{ApiLimits, SettlementService};
 /// Metadata keys carrying the leader's identity on a redirect.
 pub const LEADER_ID_HEADER: &str = "x-spentledger-leader-id";
 pub const LEADER_ADDR_HEADER: &str = "x-spentledger-leader-addr";
+/// Metadata key carrying a machine-readable reason on refusals.
+pub const REASON_HEADER: &str = "x-spentledger-reason";

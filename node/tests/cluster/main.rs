@@ -18,6 +18,7 @@ use spentledger_protocol::types::{Currency, IdText};
 use spentledger_protocol::{Payment, Verdict, pb};
 use tokio::net::TcpListener;
 
+mod divergence;
 mod write_path;
 
 const T0_MS: u64 = 1_767_225_600_000;
@@ -73,6 +74,7 @@ async fn start_node_with(
         api,
         metrics_listener: Some(metrics_listener),
         drain_timeout_ms: 5_000,
+        digest_audit_interval_ms: 300,
     })
     .await
     .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"))

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::*;
 
 /// `/metrics` of a node, as text.
-async fn must_scrape(node: &LedgerNode) -> String {
+pub(crate) async fn must_scrape(node: &LedgerNode) -> String {
     let addr = node.metrics_addr.expect("the test nodes serve metrics");
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
@@ -55,7 +55,7 @@ fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .reduce(|a, b| a + b)
 }
 
-fn must_series(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn must_series(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     series(text, name, labels)
         .unwrap_or_else(|| panic!("no series {name} with {labels:?} in:\n{text}"))
 }
