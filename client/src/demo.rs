@@ -1,0 +1,741 @@
+//! `spentledger demo`: a local 3-node cluster settling a day of offline
+//! payments, with deliberate double spends and cloned devices, through
+//! several gateways at once, while the leader is killed and restarted.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use indicatif::{ProgressBar, ProgressStyle};
+use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
+use spentledger_protocol::types::{Currency, IdText};
+use spentledger_protocol::{Payment, Verdict, pb};
+
+use crate::gateway::{Gateway, GatewayConfig, PaymentVerdict};
+use crate::local_cluster::{LocalCluster, find_node_binary};
+
+/// What the demo does; defaults give a run of about a minute.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub devices: usize,
+    pub payments_per_device: usize,
+    pub merchants: usize,
+    pub gateways: usize,
+    /// Every `conflict_every`-th device double-spends one token at a second
+    /// merchant, and another one in each such group is cloned.
+    pub conflict_every: usize,
+    pub batch_payments: usize,
+    pub kill_leader: bool,
+    pub node_bin: Option<PathBuf>,
+    /// Where node data goes; a temporary directory (removed) when absent.
+    pub dir: Option<PathBuf>,
+    /// No progress bar (for scripts and tests).
+    pub quiet: bool,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            devices: 2_000,
+            payments_per_device: 4,
+            merchants: 25,
+            gateways: 3,
+            conflict_every: 40,
+            batch_payments: 100,
+            kill_leader: true,
+            node_bin: None,
+            dir: None,
+            quiet: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("{0}")]
+    Options(String),
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::local_cluster::ClusterError),
+    #[error("gateway: {0}")]
+    Gateway(#[from] crate::gateway::GatewayError),
+    #[error("issuing: {0}")]
+    Issue(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("call failed: {0}")]
+    Call(#[from] tonic::Status),
+    #[error("check failed: {0}")]
+    Check(String),
+}
+
+/// The figures the demo ends with (also printed as JSON with `--json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DemoSummary {
+    pub payments_submitted: usize,
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub double_spends: usize,
+    pub rejected: usize,
+    pub planned_double_spends: usize,
+    pub planned_clones: usize,
+    pub revocations: usize,
+    pub settlements: usize,
+    pub settled_spent: u64,
+    pub settled_held: u64,
+    pub settled_refund: u64,
+    pub leader_killed: Option<u64>,
+    pub applied_index: u64,
+    pub digests_equal: bool,
+    pub elapsed_ms: u64,
+}
+
+impl DemoSummary {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "payments_submitted": self.payments_submitted,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "double_spends": self.double_spends,
+            "rejected": self.rejected,
+            "planned_double_spends": self.planned_double_spends,
+            "planned_clones": self.planned_clones,
+            "revocations": self.revocations,
+            "settlements": self.settlements,
+            "settled_spent": self.settled_spent,
+            "settled_held": self.settled_held,
+            "settled_refund": self.settled_refund,
+            "leader_killed": self.leader_killed,
+            "applied_index": self.applied_index,
+            "digests_equal": self.digests_equal,
+            "elapsed_ms": self.elapsed_ms,
+        })
+    }
+}
+
+fn id(text: &str) -> IdText {
+    IdText::new("id", text).expect("demo ids are short ASCII")
+}
+
+/// Deterministic stand-in for device and terminal randomness.
+fn entropy(label: &str, n: u64) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_derive_key("spentledger demo entropy");
+    hasher.update(label.as_bytes());
+    hasher.update(&n.to_le_bytes());
+    *hasher.finalize().as_bytes()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn say(quiet: bool, text: &str) {
+    if !quiet {
+        println!("{text}");
+    }
+}
+
+/// The offline day: payments in the order gateways will submit them, the
+/// devices' wallets (for settlement), and how many conflicts were planted.
+struct Workload {
+    per_gateway: Vec<Vec<Payment>>,
+    wallets: Vec<Wallet>,
+    double_spenders: Vec<usize>,
+    clones: Vec<usize>,
+}
+
+fn build_workload(options: &DemoOptions, issuer: &Issuer) -> Result<Workload, DemoError> {
+    let policy = IssuancePolicy::default();
+    let issued_at_ms = now_ms() - 3_600_000;
+    let merchants: Vec<IdText> = (0..options.merchants)
+        .map(|m| id(&format!("merchant-{m:03}")))
+        .collect();
+    let mut per_gateway: Vec<Vec<Payment>> = vec![Vec::new(); options.gateways];
+    let mut wallets = Vec::with_capacity(options.devices);
+    let mut double_spenders = Vec::new();
+    let mut clones = Vec::new();
+    let mut slot = 0usize;
+    for d in 0..options.devices {
+        let seed = entropy("device", d as u64);
+        let issued = issuer
+            .issue(
+                &policy,
+                &IssuanceRequest {
+                    wallet_id: id(&format!("wallet-{d:06}")),
+                    device_key: Wallet::device_key_for(&seed),
+                    currency: Currency::new("c", "EUR").expect("EUR is a valid currency"),
+                    balance: 20_000,
+                    credit_line: 5_000,
+                    issued_at_ms,
+                },
+            )
+            .map_err(|e| DemoError::Issue(e.to_string()))?;
+        let mut wallet = Wallet::new(seed, issued.certificate, issued.tokens)
+            .map_err(|e| DemoError::Issue(e.to_string()))?;
+        let mut made: Vec<Payment> = Vec::new();
+        for k in 0..options.payments_per_device {
+            let merchant = &merchants[(d * 7 + k * 3) % merchants.len()];
+            let amount = [120, 455, 980, 35, 2_000][(d + k) % 5];
+            let payment = wallet
+                .pay(
+                    amount,
+                    merchant,
+                    entropy("challenge", (d * 1_000 + k) as u64),
+                    now_ms() - 60_000,
+                )
+                .map_err(|e| DemoError::Issue(e.to_string()))?;
+            made.push(payment);
+        }
+        let first = made[0].clone();
+        if d % options.conflict_every == 1 {
+            // A tampered device spends its first payment's tokens again at
+            // another merchant, with a fresh counter, topped up with one
+            // unspent token (held, not refunded, when the payment loses).
+            let mut tokens: Vec<u32> = first.inputs.iter().map(|i| i.leaf.index).collect();
+            let fresh = wallet
+                .select_tokens(35)
+                .map_err(|e| DemoError::Issue(e.to_string()))?;
+            tokens.extend(fresh);
+            tokens.sort_unstable();
+            tokens.dedup();
+            let again = wallet
+                .sign_payment(
+                    &tokens,
+                    wallet.next_counter() + 100,
+                    &merchants[(d + 1) % merchants.len()],
+                    entropy("challenge-twice", d as u64),
+                    now_ms() - 30_000,
+                )
+                .map_err(|e| DemoError::Issue(e.to_string()))?;
+            made.push(again);
+            double_spenders.push(d);
+        } else if d % options.conflict_every == 2 {
+            // A cloned secure element: fresh tokens, but the first payment's counter.
+            let fresh = wallet
+                .select_tokens(35)
+                .map_err(|e| DemoError::Issue(e.to_string()))?;
+            let cloned = wallet
+                .sign_payment(
+                    &fresh,
+                    first.counter,
+                    &merchants[(d + 2) % merchants.len()],
+                    entropy("challenge-clone", d as u64),
+                    now_ms() - 30_000,
+                )
+                .map_err(|e| DemoError::Issue(e.to_string()))?;
+            made.push(cloned);
+            clones.push(d);
+        }
+        // Spread each device's payments over the gateways, so conflicting
+        // payments arrive through different gateways (and nodes).
+        for p in made {
+            per_gateway[slot % options.gateways].push(p);
+            slot += 1;
+        }
+        wallets.push(wallet);
+    }
+    Ok(Workload {
+        per_gateway,
+        wallets,
+        double_spenders,
+        clones,
+    })
+}
+
+async fn settlement_client(
+    addr: std::net::SocketAddr,
+) -> Result<pb::settlement_client::SettlementClient<tonic::transport::Channel>, DemoError> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| DemoError::Check(e.to_string()))?
+        .connect()
+        .await
+        .map_err(|e| DemoError::Check(format!("connect {addr}: {e}")))?;
+    Ok(pb::settlement_client::SettlementClient::new(ch))
+}
+
+/// Runs the demo and returns its figures; `Err` when a check fails.
+pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
+    if options.devices == 0
+        || options.devices > 100_000
+        || options.payments_per_device == 0
+        || options.payments_per_device > 20
+        || options.gateways == 0
+        || options.gateways > 16
+        || options.merchants < 3
+        || options.conflict_every < 3
+        || options.batch_payments == 0
+        || options.batch_payments > 1_000
+    {
+        return Err(DemoError::Options(
+            "devices 1..=100000, payments-per-device 1..=20, gateways 1..=16, merchants >= 3, conflict-every >= 3, batch 1..=1000".into(),
+        ));
+    }
+    let started = Instant::now();
+    let quiet = options.quiet;
+    let node_bin = find_node_binary(options.node_bin.clone())?;
+    let temp;
+    let dir = match &options.dir {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("spentledger-demo-")
+                .tempdir()?;
+            temp.path().to_owned()
+        }
+    };
+
+    say(quiet, "--- issuer key and a day of offline payments");
+    let issuer = Issuer::from_seed(
+        id("bank-demo"),
+        entropy("issuer", 0),
+        0,
+        now_ms() + 365 * 86_400_000,
+    );
+    let key = issuer.issuer_key();
+    let public_hex: String = key.public_key.iter().map(|b| format!("{b:02x}")).collect();
+    let genesis = format!(
+        r#"[{{"key_id": "bank-demo", "public_key_hex": "{public_hex}", "valid_from_ms": 0, "valid_until_ms": {}}}]"#,
+        now_ms() + 365 * 86_400_000
+    );
+    let workload = build_workload(&options, &issuer)?;
+    let total: usize = workload.per_gateway.iter().map(Vec::len).sum();
+    say(
+        quiet,
+        &format!(
+            "    {} devices, {} merchants, {total} payments; planted {} double spends and {} cloned devices",
+            options.devices,
+            options.merchants,
+            workload.double_spenders.len(),
+            workload.clones.len()
+        ),
+    );
+
+    say(
+        quiet,
+        &format!(
+            "--- start 3 spentledger-node processes (data in {})",
+            dir.display()
+        ),
+    );
+    let mut cluster = LocalCluster::start(node_bin, &dir, 3, &genesis)?;
+    for i in 0..cluster.size() {
+        cluster.wait_ready(i, Duration::from_secs(60)).await?;
+    }
+    let endpoints: Vec<String> = cluster.addrs.iter().map(|a| a.to_string()).collect();
+    wait_for_genesis_key(&issuer, &endpoints).await?;
+
+    say(
+        quiet,
+        &format!(
+            "--- {} gateways submit concurrently, each through a different node first",
+            options.gateways
+        ),
+    );
+    let progress = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total as u64)
+    };
+    progress.set_style(
+        ProgressStyle::with_template("    [{elapsed_precise}] {bar:40} {pos}/{len} payments {msg}")
+            .expect("the template is valid"),
+    );
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for (g, payments) in workload.per_gateway.iter().cloned().enumerate() {
+        let mut order = endpoints.clone();
+        let n = order.len();
+        order.rotate_left(g % n);
+        let mut config = GatewayConfig::new(order);
+        config.batch_payments_max = options.batch_payments;
+        let gateway = Gateway::new(config)?;
+        let progress = progress.clone();
+        let answered = answered.clone();
+        let batch = options.batch_payments;
+        tasks.push(tokio::spawn(async move {
+            let mut verdicts: Vec<(Payment, PaymentVerdict)> = Vec::with_capacity(payments.len());
+            for chunk in payments.chunks(batch) {
+                let got = gateway.submit(chunk).await?;
+                progress.inc(chunk.len() as u64);
+                answered.fetch_add(chunk.len(), Ordering::Relaxed);
+                verdicts.extend(chunk.iter().cloned().zip(got));
+            }
+            Ok::<_, crate::gateway::GatewayError>(verdicts)
+        }));
+    }
+
+    // Part-way, the leader dies without warning; later it comes back.
+    let mut leader_killed = None;
+    if options.kill_leader {
+        while answered.load(Ordering::Relaxed) < total * 2 / 5 {
+            if tasks.iter().all(|t| t.is_finished()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(leader) = cluster.leader().await {
+            progress.set_message(format!("(killed leader node {} with SIGKILL)", leader + 1));
+            cluster.kill(leader)?;
+            leader_killed = Some(leader as u64 + 1);
+            while answered.load(Ordering::Relaxed) < total * 7 / 10
+                && !tasks.iter().all(|t| t.is_finished())
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            cluster.restart(leader)?;
+            progress.set_message(format!("(node {} restarted)", leader + 1));
+        }
+    }
+    let mut results: Vec<(Payment, PaymentVerdict)> = Vec::with_capacity(total);
+    for task in tasks {
+        results.extend(
+            task.await
+                .map_err(|e| DemoError::Check(format!("gateway task: {e}")))??,
+        );
+    }
+    progress.finish_and_clear();
+
+    let mut summary = DemoSummary {
+        payments_submitted: total,
+        planned_double_spends: workload.double_spenders.len(),
+        planned_clones: workload.clones.len(),
+        leader_killed,
+        ..DemoSummary::default()
+    };
+    let mut evidence_shown: Option<pb::DoubleSpendEvidence> = None;
+    for (_, v) in &results {
+        match v.verdict {
+            Verdict::Accepted => summary.accepted += 1,
+            Verdict::Duplicate => summary.duplicates += 1,
+            Verdict::DoubleSpend => {
+                summary.double_spends += 1;
+                if evidence_shown.is_none() {
+                    evidence_shown = v.result.double_spend.clone();
+                }
+            }
+            Verdict::Rejected(_) => summary.rejected += 1,
+        }
+    }
+
+    say(
+        quiet,
+        "--- settle a few certificates (devices returned to the bank)",
+    );
+    let leader = wait_for_leader(&cluster).await?;
+    let mut issuer_client = pb::issuer_client::IssuerClient::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.addrs[leader]))
+            .map_err(|e| DemoError::Check(e.to_string()))?
+            .connect()
+            .await
+            .map_err(|e| DemoError::Check(e.to_string()))?,
+    );
+    let mut to_settle: Vec<usize> = workload.double_spenders.iter().take(2).copied().collect();
+    to_settle.extend([0, options.devices / 2, options.devices - 1]);
+    to_settle.sort_unstable();
+    to_settle.dedup();
+    let mut settlement_table = Table::new();
+    settlement_table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_header(vec![
+            "wallet",
+            "total",
+            "spent",
+            "held",
+            "refund (unspent)",
+            "payments",
+            "double spend",
+        ]);
+    for d in &to_settle {
+        let certificate = workload.wallets[*d].certificate();
+        let settled = issuer_client
+            .settle_certificate(pb::SettleCertificateRequest {
+                certificate: Some(certificate.into()),
+                force: true,
+                force_reason: "demo: device returned to the issuer".into(),
+            })
+            .await?
+            .into_inner()
+            .settlement
+            .ok_or_else(|| DemoError::Check("settlement missing".into()))?;
+        if settled.total_value != settled.spent_value + settled.held_value + settled.unspent_value {
+            return Err(DemoError::Check(format!(
+                "settlement of wallet {d} does not add up: {settled:?}"
+            )));
+        }
+        summary.settlements += 1;
+        summary.settled_spent += settled.spent_value;
+        summary.settled_held += settled.held_value;
+        summary.settled_refund += settled.unspent_value;
+        settlement_table.add_row(vec![
+            settled.wallet_id.clone(),
+            settled.total_value.to_string(),
+            settled.spent_value.to_string(),
+            settled.held_value.to_string(),
+            settled.unspent_value.to_string(),
+            settled.payment_count.to_string(),
+            if settled.double_spend_detected {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_string(),
+        ]);
+    }
+
+    say(
+        quiet,
+        "--- every node has applied the same log to the same state",
+    );
+    let (applied_index, digest_table, equal) = converge(&cluster).await?;
+    summary.applied_index = applied_index;
+    summary.digests_equal = equal;
+    let revocations = settlement_client(cluster.addrs[leader])
+        .await?
+        .list_revocations(pb::ListRevocationsRequest {
+            after_sequence: 0,
+            limit: 10_000,
+            consistency: pb::ReadConsistency::Linearizable as i32,
+        })
+        .await?
+        .into_inner();
+    summary.revocations = revocations.revocations.len();
+    cluster.stop();
+    summary.elapsed_ms = started.elapsed().as_millis() as u64;
+
+    if !quiet {
+        print_summary(
+            &summary,
+            &settlement_table,
+            &digest_table,
+            evidence_shown.as_ref(),
+        );
+    }
+    check(&summary)?;
+    Ok(summary)
+}
+
+/// The bootstrapping node registers the genesis issuer key right after the
+/// first election; until that entry is applied payments are rejected
+/// UNKNOWN_ISSUER_KEY (nothing recorded). A probe device pays once, retried
+/// until its payment is accepted.
+async fn wait_for_genesis_key(issuer: &Issuer, endpoints: &[String]) -> Result<(), DemoError> {
+    let seed = entropy("probe-device", 0);
+    let issued = issuer
+        .issue(
+            &IssuancePolicy::default(),
+            &IssuanceRequest {
+                wallet_id: id("wallet-probe"),
+                device_key: Wallet::device_key_for(&seed),
+                currency: Currency::new("c", "EUR").expect("EUR is a valid currency"),
+                balance: 1_000,
+                credit_line: 0,
+                issued_at_ms: now_ms() - 3_600_000,
+            },
+        )
+        .map_err(|e| DemoError::Issue(e.to_string()))?;
+    let mut wallet = Wallet::new(seed, issued.certificate, issued.tokens)
+        .map_err(|e| DemoError::Issue(e.to_string()))?;
+    let probe = wallet
+        .pay(
+            10,
+            &id("merchant-probe"),
+            entropy("probe", 0),
+            now_ms() - 1_000,
+        )
+        .map_err(|e| DemoError::Issue(e.to_string()))?;
+    let gateway = Gateway::new(GatewayConfig::new(endpoints.to_vec()))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let verdict = gateway.submit(std::slice::from_ref(&probe)).await?;
+        if verdict.first().is_some_and(PaymentVerdict::is_settled) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(DemoError::Check(format!(
+                "the genesis issuer key was not registered within 30 s: {:?}",
+                verdict.first().map(|v| v.verdict)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn wait_for_leader(cluster: &LocalCluster) -> Result<usize, DemoError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(l) = cluster.leader().await {
+            return Ok(l);
+        }
+        if Instant::now() > deadline {
+            return Err(DemoError::Check("no leader within 30 s".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until every node reports the same applied index, then compares digests.
+async fn converge(cluster: &LocalCluster) -> Result<(u64, Table, bool), DemoError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut seen: BTreeMap<usize, pb::NodeStatus> = BTreeMap::new();
+        for i in 0..cluster.size() {
+            if let Some(s) = cluster.status(i).await {
+                seen.insert(i, s);
+            }
+        }
+        let indexes: std::collections::BTreeSet<u64> =
+            seen.values().map(|s| s.applied_index).collect();
+        if seen.len() == cluster.size() && indexes.len() == 1 {
+            let digests: std::collections::BTreeSet<&Vec<u8>> =
+                seen.values().map(|s| &s.state_digest).collect();
+            let mut table = Table::new();
+            table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+                "node",
+                "role",
+                "term",
+                "applied index",
+                "state digest",
+            ]);
+            for s in seen.values() {
+                let role = pb::NodeRole::try_from(s.role)
+                    .map(|r| {
+                        r.as_str_name()
+                            .trim_start_matches("NODE_ROLE_")
+                            .to_lowercase()
+                    })
+                    .unwrap_or_default();
+                let hex: String = s.state_digest.iter().map(|b| format!("{b:02x}")).collect();
+                table.add_row(vec![
+                    s.node_id.to_string(),
+                    role,
+                    s.term.to_string(),
+                    s.applied_index.to_string(),
+                    hex,
+                ]);
+            }
+            let index = *indexes.iter().next().expect("one index");
+            return Ok((index, table, digests.len() == 1));
+        }
+        if Instant::now() > deadline {
+            return Err(DemoError::Check(format!(
+                "nodes did not reach the same applied index: {:?}",
+                seen.iter()
+                    .map(|(i, s)| (i + 1, s.applied_index))
+                    .collect::<Vec<_>>()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn print_summary(
+    s: &DemoSummary,
+    settlements: &Table,
+    digests: &Table,
+    evidence: Option<&pb::DoubleSpendEvidence>,
+) {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_header(vec!["figure", "value"]);
+    let rows: Vec<(&str, String)> = vec![
+        ("payments submitted", s.payments_submitted.to_string()),
+        ("accepted", s.accepted.to_string()),
+        (
+            "duplicate (a retry of a recorded payment)",
+            s.duplicates.to_string(),
+        ),
+        (
+            "double spends caught / planted",
+            format!("{} / {}", s.double_spends, s.planned_double_spends),
+        ),
+        ("cloned devices planted", s.planned_clones.to_string()),
+        ("rejected", s.rejected.to_string()),
+        ("certificates revoked", s.revocations.to_string()),
+        ("certificates settled", s.settlements.to_string()),
+        (
+            "leader killed mid-run",
+            s.leader_killed.map_or("no".into(), |n| {
+                format!("node {n} (SIGKILL, then restarted)")
+            }),
+        ),
+        ("elapsed", format!("{:.1} s", s.elapsed_ms as f64 / 1000.0)),
+    ];
+    for (k, v) in rows {
+        table.add_row(vec![k.to_string(), v]);
+    }
+    println!("\n{table}");
+    if let Some(e) = evidence {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        println!("\nOne double spend, with its evidence:");
+        println!("  nullifier          {}", hex(&e.nullifier));
+        if let Some(p) = &e.first_payment {
+            println!(
+                "  first payment      {} to {} (counter {})",
+                p.amount, p.payee_id, p.counter
+            );
+        }
+        if let Some(r) = &e.first_receipt {
+            println!(
+                "  first receipt      tx {} at log index {}",
+                hex(&r.tx_id),
+                r.log_index
+            );
+        }
+        if let Some(p) = &e.second_payment {
+            println!(
+                "  second payment     {} to {} (counter {})",
+                p.amount, p.payee_id, p.counter
+            );
+        }
+        println!("  detected at index  {}", e.detected_log_index);
+    }
+    println!("\nSettlements (total = spent + held + refund):\n{settlements}");
+    println!(
+        "  sums: spent {}, held {}, refund {}",
+        s.settled_spent, s.settled_held, s.settled_refund
+    );
+    println!(
+        "\nPer-node state ({}):\n{digests}",
+        if s.digests_equal {
+            "digests equal"
+        } else {
+            "DIGESTS DIFFER"
+        }
+    );
+}
+
+/// The demo's own acceptance checks: every planted conflict caught, no
+/// payment lost, replicas identical.
+fn check(s: &DemoSummary) -> Result<(), DemoError> {
+    if s.double_spends != s.planned_double_spends {
+        return Err(DemoError::Check(format!(
+            "{} double spends caught, {} planted",
+            s.double_spends, s.planned_double_spends
+        )));
+    }
+    if s.accepted + s.duplicates + s.double_spends + s.rejected != s.payments_submitted {
+        return Err(DemoError::Check("a payment went unanswered".into()));
+    }
+    if s.rejected != 0 {
+        return Err(DemoError::Check(format!(
+            "{} honest payments rejected",
+            s.rejected
+        )));
+    }
+    if s.revocations < s.planned_double_spends + s.planned_clones {
+        return Err(DemoError::Check(format!(
+            "{} revocations for {} conflicts",
+            s.revocations,
+            s.planned_double_spends + s.planned_clones
+        )));
+    }
+    if !s.digests_equal {
+        return Err(DemoError::Check("replica digests differ".into()));
+    }
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! The settlement-gateway SDK: submit payments to a cluster and get one
+//! typed verdict per payment, surviving leader changes and overload.
+//!
+//! Retrying is safe because the ledger is idempotent by `tx_id`: a payment
+//! whose first attempt was recorded but whose answer was lost comes back
+//! DUPLICATE with the original receipt, which counts as settled.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use spentledger_protocol::{Payment, RejectReason, Verdict, pb};
+use tonic::transport::{Channel, Endpoint};
+
+/// Metadata a node sets when it redirects to the leader.
+const LEADER_ADDR_HEADER: &str = "x-spentledger-leader-addr";
+/// Back-off a node asks for when overloaded.
+const RETRY_PUSHBACK_HEADER: &str = "grpc-retry-pushback-ms";
+
+/// How a gateway reaches the cluster.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// `host:port` of any cluster members; the first is tried first.
+    pub endpoints: Vec<String>,
+    /// Deadline of one call.
+    pub call_timeout_ms: u64,
+    /// Attempts per batch before giving up.
+    pub attempts_max: u32,
+    /// First back-off between attempts; doubles up to `backoff_max_ms`.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Payments per SubmitBatch (the server's `--batch-payments-max` or less).
+    pub batch_payments_max: usize,
+}
+
+impl GatewayConfig {
+    pub fn new(endpoints: Vec<String>) -> Self {
+        GatewayConfig {
+            endpoints,
+            call_timeout_ms: 10_000,
+            attempts_max: 60,
+            backoff_initial_ms: 50,
+            backoff_max_ms: 2_000,
+            batch_payments_max: 500,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no endpoints given")]
+    NoEndpoints,
+    #[error("endpoint {endpoint:?}: {problem}")]
+    BadEndpoint { endpoint: String, problem: String },
+    #[error("batch_payments_max must be at least 1")]
+    BadBatchSize,
+    /// The cluster refused the request itself (not a transient condition).
+    #[error("refused: {0}")]
+    Refused(tonic::Status),
+    #[error("gave up after {attempts} attempts; last error: {last}")]
+    Exhausted { attempts: u32, last: tonic::Status },
+    #[error("the cluster answered {got} results for {sent} payments")]
+    ShortAnswer { sent: usize, got: usize },
+}
+
+/// The ledger's answer for one payment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaymentVerdict {
+    pub verdict: Verdict,
+    /// The full wire result: receipt, evidence, detail.
+    pub result: pb::PaymentResult,
+    /// Log index of the Raft entry that recorded it (0: answered at ingress).
+    pub log_index: u64,
+}
+
+impl PaymentVerdict {
+    /// Accepted now or earlier (DUPLICATE carries the original receipt).
+    pub fn is_settled(&self) -> bool {
+        matches!(self.verdict, Verdict::Accepted | Verdict::Duplicate)
+    }
+}
+
+struct Target {
+    addr: String,
+    channel: Channel,
+}
+
+/// A connection to the cluster for one gateway. Cheap to share behind an `Arc`.
+pub struct Gateway {
+    config: GatewayConfig,
+    targets: Mutex<Vec<Target>>,
+    /// Index of the target to try first (the last one that answered).
+    preferred: AtomicUsize,
+}
+
+fn channel_for(addr: &str, timeout_ms: u64) -> Result<Channel, GatewayError> {
+    let url = if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    Ok(Endpoint::from_shared(url)
+        .map_err(|e| GatewayError::BadEndpoint {
+            endpoint: addr.to_owned(),
+            problem: e.to_string(),
+        })?
+        .connect_timeout(Duration::from_millis(timeout_ms.min(2_000)))
+        .timeout(Duration::from_millis(timeout_ms))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .connect_lazy())
+}
+
+/// Transient conditions a gateway retries: no leader, node down or
+/// restarting, overload, deadline.
+fn transient(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Cancelled
+            | tonic::Code::Unknown
+            | tonic::Code::Aborted
+    )
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig) -> Result<Self, GatewayError> {
+        if config.endpoints.is_empty() {
+            return Err(GatewayError::NoEndpoints);
+        }
+        if config.batch_payments_max == 0 {
+            return Err(GatewayError::BadBatchSize);
+        }
+        let targets = config
+            .endpoints
+            .iter()
+            .map(|a| {
+                Ok(Target {
+                    addr: a.clone(),
+                    channel: channel_for(a, config.call_timeout_ms)?,
+                })
+            })
+            .collect::<Result<Vec<_>, GatewayError>>()?;
+        Ok(Gateway {
+            config,
+            targets: Mutex::new(targets),
+            preferred: AtomicUsize::new(0),
+        })
+    }
+
+    fn target(&self, attempt: usize) -> (usize, Channel) {
+        let targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        let i = (self.preferred.load(Ordering::Relaxed) + attempt) % targets.len();
+        (i, targets[i].channel.clone())
+    }
+
+    /// Prefers the node a redirect named, adding it if it is new.
+    fn follow_redirect(&self, status: &tonic::Status) {
+        let Some(addr) = status
+            .metadata()
+            .get(LEADER_ADDR_HEADER)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return;
+        };
+        let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        let i = match targets.iter().position(|t| t.addr == addr) {
+            Some(i) => i,
+            None => match channel_for(addr, self.config.call_timeout_ms) {
+                Ok(channel) => {
+                    targets.push(Target {
+                        addr: addr.to_owned(),
+                        channel,
+                    });
+                    targets.len() - 1
+                }
+                Err(_) => return,
+            },
+        };
+        self.preferred.store(i, Ordering::Relaxed);
+    }
+
+    /// Submits `payments` in batches of at most `batch_payments_max`, and
+    /// returns one verdict per payment, in order.
+    pub async fn submit(&self, payments: &[Payment]) -> Result<Vec<PaymentVerdict>, GatewayError> {
+        let mut verdicts = Vec::with_capacity(payments.len());
+        for (n, chunk) in payments.chunks(self.config.batch_payments_max).enumerate() {
+            let request = pb::SubmitBatchRequest {
+                batch_id: n as u64,
+                payments: chunk.iter().map(pb::Payment::from).collect(),
+            };
+            let response = self.submit_batch(request).await?;
+            if response.results.len() != chunk.len() {
+                return Err(GatewayError::ShortAnswer {
+                    sent: chunk.len(),
+                    got: response.results.len(),
+                });
+            }
+            for result in response.results {
+                let verdict = Verdict::from_wire(result.verdict, result.reject_reason)
+                    .unwrap_or(Verdict::Rejected(RejectReason::Malformed));
+                verdicts.push(PaymentVerdict {
+                    verdict,
+                    result,
+                    log_index: response.log_index,
+                });
+            }
+        }
+        Ok(verdicts)
+    }
+
+    /// One batch, retried with back-off on transient errors, following
+    /// leader redirects and rotating through the endpoints.
+    pub async fn submit_batch(
+        &self,
+        request: pb::SubmitBatchRequest,
+    ) -> Result<pb::SubmitBatchResponse, GatewayError> {
+        let mut backoff_ms = self.config.backoff_initial_ms;
+        let mut last = tonic::Status::unavailable("not attempted");
+        let mut rotate = 0;
+        for attempt in 1..=self.config.attempts_max {
+            let (index, channel) = self.target(rotate);
+            let call = pb::settlement_client::SettlementClient::new(channel)
+                .max_decoding_message_size(64 << 20)
+                .submit_batch(request.clone())
+                .await;
+            match call {
+                Ok(response) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok(response.into_inner());
+                }
+                Err(status) if transient(status.code()) => {
+                    let pushback = status
+                        .metadata()
+                        .get(RETRY_PUSHBACK_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if status.metadata().get(LEADER_ADDR_HEADER).is_some() {
+                        self.follow_redirect(&status);
+                        rotate = 0;
+                    } else {
+                        rotate += 1; // that node may be down: try the next
+                    }
+                    tracing::debug!(attempt, code = ?status.code(), "retrying batch");
+                    last = status;
+                    if attempt < self.config.attempts_max {
+                        tokio::time::sleep(Duration::from_millis(pushback.unwrap_or(backoff_ms)))
+                            .await;
+                        backoff_ms = (backoff_ms * 2).min(self.config.backoff_max_ms);
+                    }
+                }
+                Err(status) => return Err(GatewayError::Refused(status)),
+            }
+        }
+        Err(GatewayError::Exhausted {
+            attempts: self.config.attempts_max,
+            last,
+        })
+    }
+}

@@ -1,0 +1,244 @@
+//! A local cluster of real `spentledger-node` processes on 127.0.0.1, for
+//! development and the demo. Dropping it kills whatever is still running.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use spentledger_protocol::pb;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(
+        "spentledger-node not found at {0} (build it with `cargo build --release -p spentledger-node`, or give --node-bin)"
+    )]
+    NodeBinaryMissing(PathBuf),
+    #[error("cluster size must be 1..=9, got {0}")]
+    BadSize(usize),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("node {node} not ready within {waited_ms} ms")]
+    NotReady { node: u64, waited_ms: u64 },
+}
+
+/// Finds `spentledger-node`: an explicit path, else next to this program.
+pub fn find_node_binary(explicit: Option<PathBuf>) -> Result<PathBuf, ClusterError> {
+    let path = match explicit {
+        Some(p) => p,
+        None => std::env::current_exe()?
+            .parent()
+            .map(|d| d.join("spentledger-node"))
+            .unwrap_or_else(|| PathBuf::from("spentledger-node")),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(ClusterError::NodeBinaryMissing(path))
+    }
+}
+
+fn free_addr() -> std::io::Result<SocketAddr> {
+    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+/// Running nodes, numbered 1..=n.
+pub struct LocalCluster {
+    node_bin: PathBuf,
+    dir: PathBuf,
+    genesis_keys: PathBuf,
+    pub addrs: Vec<SocketAddr>,
+    pub metrics_addrs: Vec<SocketAddr>,
+    children: Vec<Option<Child>>,
+}
+
+impl LocalCluster {
+    /// Starts `size` nodes with data under `dir`; node 1 bootstraps the
+    /// cluster and registers the issuer keys in `genesis_keys_json`.
+    pub fn start(
+        node_bin: PathBuf,
+        dir: &Path,
+        size: usize,
+        genesis_keys_json: &str,
+    ) -> Result<Self, ClusterError> {
+        if !(1..=9).contains(&size) {
+            return Err(ClusterError::BadSize(size));
+        }
+        std::fs::create_dir_all(dir)?;
+        let genesis_keys = dir.join("genesis-issuer-keys.json");
+        std::fs::write(&genesis_keys, genesis_keys_json)?;
+        let addrs = (0..size).map(|_| free_addr()).collect::<Result<_, _>>()?;
+        let metrics_addrs = (0..size).map(|_| free_addr()).collect::<Result<_, _>>()?;
+        let mut cluster = LocalCluster {
+            node_bin,
+            dir: dir.to_owned(),
+            genesis_keys,
+            addrs,
+            metrics_addrs,
+            children: (0..size).map(|_| None).collect(),
+        };
+        for i in 0..size {
+            cluster.spawn(i)?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn size(&self) -> usize {
+        self.addrs.len()
+    }
+
+    fn spawn(&mut self, i: usize) -> Result<(), ClusterError> {
+        let members: Vec<String> = self
+            .addrs
+            .iter()
+            .enumerate()
+            .map(|(j, a)| format!("{}={a}", j + 1))
+            .collect();
+        let node_dir = self.dir.join(format!("node-{}", i + 1));
+        std::fs::create_dir_all(&node_dir)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node_dir.join("node.log"))?;
+        let mut cmd = Command::new(&self.node_bin);
+        cmd.arg("--node-id")
+            .arg((i + 1).to_string())
+            .arg("--listen")
+            .arg(self.addrs[i].to_string())
+            .arg("--metrics-listen")
+            .arg(self.metrics_addrs[i].to_string())
+            .arg("--data-dir")
+            .arg(node_dir.join("data"))
+            .arg("--initial-members")
+            .arg(members.join(","))
+            .arg("--heartbeat-ms")
+            .arg("100")
+            .arg("--election-timeout-ms")
+            .arg("500")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        if i == 0 {
+            cmd.arg("--bootstrap")
+                .arg("--genesis-issuer-keys")
+                .arg(&self.genesis_keys);
+        }
+        self.children[i] = Some(cmd.spawn()?);
+        Ok(())
+    }
+
+    /// Waits until node `i` (0-based) reports SERVING on health.
+    pub async fn wait_ready(&self, i: usize, timeout: Duration) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(ch) =
+                tonic::transport::Endpoint::from_shared(format!("http://{}", self.addrs[i]))
+                    .expect("a socket address is a valid URI")
+                    .connect()
+                    .await
+            {
+                let status = tonic_health::pb::health_client::HealthClient::new(ch)
+                    .check(tonic_health::pb::HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .map(|r| r.into_inner().status);
+                if status.ok()
+                    == Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+                {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(ClusterError::NotReady {
+                    node: i as u64 + 1,
+                    waited_ms: timeout.as_millis() as u64,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Node `i`'s own status, if it answers.
+    pub async fn status(&self, i: usize) -> Option<pb::NodeStatus> {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addrs[i]))
+            .ok()?
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .ok()?;
+        pb::admin_client::AdminClient::new(ch)
+            .status(pb::StatusRequest {
+                include_peers: false,
+            })
+            .await
+            .ok()?
+            .into_inner()
+            .self_
+    }
+
+    /// The 0-based index of the node that says it leads.
+    pub async fn leader(&self) -> Option<usize> {
+        for i in 0..self.size() {
+            if self.children[i].is_some()
+                && let Some(s) = self.status(i).await
+                && s.role == pb::NodeRole::Leader as i32
+            {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// SIGKILL node `i`: no chance to flush or say goodbye.
+    pub fn kill(&mut self, i: usize) -> Result<(), ClusterError> {
+        if let Some(mut child) = self.children[i].take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts node `i` again from its data directory.
+    pub fn restart(&mut self, i: usize) -> Result<(), ClusterError> {
+        self.kill(i)?;
+        self.spawn(i)
+    }
+
+    /// SIGTERM every node and waits for each to exit (SIGKILL after 20 s).
+    pub fn stop(&mut self) {
+        for child in self.children.iter().flatten() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for slot in &mut self.children {
+            if let Some(mut child) = slot.take() {
+                loop {
+                    match child.try_wait() {
+                        Ok(Some(_)) => break,
+                        Ok(None) if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(50))
+                        }
+                        _ => {
+                            let _ = child.kill();
+                            let _ = child.wait();
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The `spentledger` CLI and the gateway SDK against real node processes.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use spentledger_client::gateway::{Gateway, GatewayConfig, GatewayError};
+use spentledger_client::local_cluster::LocalCluster;
+use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
+use spentledger_protocol::types::{Currency, IdText};
+use spentledger_protocol::{Payment, Verdict, pb};
+
+const CLI: &str = env!("CARGO_BIN_EXE_spentledger");
+
+/// `spentledger-node`, built beside the CLI by `cargo test --workspace`.
+fn must_node_binary() -> PathBuf {
+    let path = PathBuf::from(CLI)
+        .parent()
+        .expect("the CLI lives in a directory")
+        .join("spentledger-node");
+    assert!(
+        path.is_file(),
+        "{} missing: run the workspace tests (`bash tests/run`) or `cargo build --release -p spentledger-node`",
+        path.display()
+    );
+    path
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("procfs").flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(needle) && !text.contains(CLI) {
+                found.push(text);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn demo_catches_every_planted_conflict_survives_the_leader_kill_and_leaves_nothing_running() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("demo");
+    let out = Command::new(CLI)
+        .args([
+            "--json",
+            "demo",
+            "--devices",
+            "150",
+            "--conflict-every",
+            "15",
+            "--batch-payments",
+            "25",
+        ])
+        .arg("--dir")
+        .arg(&data)
+        .env("SPENTLEDGER_NODE_BIN", must_node_binary())
+        .output()
+        .expect("run the demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed: {stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("--json prints one JSON object");
+    eprintln!("{summary:#}");
+    let n = |k: &str| {
+        summary[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} in {summary}"))
+    };
+    assert_eq!(n("planned_double_spends"), 10);
+    assert_eq!(n("double_spends"), 10, "every planted double spend caught");
+    assert_eq!(n("rejected"), 0);
+    assert_eq!(
+        n("accepted") + n("duplicates") + n("double_spends"),
+        n("payments_submitted"),
+        "every payment answered once"
+    );
+    assert!(
+        n("revocations") >= n("planned_double_spends") + n("planned_clones"),
+        "double spenders and clones revoked"
+    );
+    assert_eq!(n("settlements"), 5);
+    assert!(
+        n("settled_held") > 0,
+        "a losing payment's fresh token is held"
+    );
+    assert!(
+        summary["leader_killed"].is_u64(),
+        "the leader was killed part-way"
+    );
+    assert_eq!(summary["digests_equal"], serde_json::Value::Bool(true));
+    assert!(
+        data.join("node-1/node.log").is_file(),
+        "--dir keeps node data and logs"
+    );
+    let left = processes_mentioning(&data.display().to_string());
+    assert!(left.is_empty(), "nodes left running: {left:?}");
+}
+
+#[test]
+fn demo_refuses_bad_options_and_a_missing_node_binary() {
+    let out = Command::new(CLI)
+        .args(["demo", "--devices", "0"])
+        .env("SPENTLEDGER_NODE_BIN", must_node_binary())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("devices 1..=100000"));
+    let out = Command::new(CLI)
+        .args(["demo", "--node-bin", "/nonexistent/spentledger-node"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("spentledger-node not found"));
+}
+
+fn id(text: &str) -> IdText {
+    IdText::new("id", text).expect("valid id")
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
+
+fn payments(issuer: &Issuer, devices: std::ops::Range<u32>) -> Vec<Payment> {
+    devices
+        .map(|d| {
+            let mut seed = [0u8; 32];
+            seed[..4].copy_from_slice(&d.to_le_bytes());
+            let issued = issuer
+                .issue(
+                    &IssuancePolicy::default(),
+                    &IssuanceRequest {
+                        wallet_id: id(&format!("w{d}")),
+                        device_key: Wallet::device_key_for(&seed),
+                        currency: Currency::new("c", "EUR").expect("EUR"),
+                        balance: 1_000,
+                        credit_line: 0,
+                        issued_at_ms: now_ms() - 60_000,
+                    },
+                )
+                .expect("issue");
+            Wallet::new(seed, issued.certificate, issued.tokens)
+                .expect("wallet")
+                .pay(10, &id("m"), [7; 32], now_ms())
+                .expect("pay")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_settles_every_payment_exactly_once_across_a_leader_kill() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let issuer = Issuer::from_seed(id("bank-sdk"), [3; 32], 0, u64::MAX);
+    let public_hex: String = issuer
+        .issuer_key()
+        .public_key
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let genesis = format!(
+        r#"[{{"key_id": "bank-sdk", "public_key_hex": "{public_hex}", "valid_from_ms": 0, "valid_until_ms": 18446744073709551615}}]"#
+    );
+    let mut cluster =
+        LocalCluster::start(must_node_binary(), dir.path(), 3, &genesis).expect("start cluster");
+    for i in 0..3 {
+        cluster
+            .wait_ready(i, Duration::from_secs(60))
+            .await
+            .expect("ready");
+    }
+    let endpoints: Vec<String> = cluster.addrs.iter().map(|a| a.to_string()).collect();
+
+    eprintln!("--- the SDK refuses bad settings with typed errors");
+    assert!(matches!(
+        Gateway::new(GatewayConfig::new(vec![])),
+        Err(GatewayError::NoEndpoints)
+    ));
+    assert!(matches!(
+        Gateway::new(GatewayConfig::new(vec!["bad host:port".into()])),
+        Err(GatewayError::BadEndpoint { .. })
+    ));
+    let mut config = GatewayConfig::new(endpoints.clone());
+    config.batch_payments_max = 20;
+    let gateway = Gateway::new(config).expect("gateway");
+
+    eprintln!(
+        "--- wait for the genesis issuer key (payments before it are rejected, nothing recorded)"
+    );
+    let probe = payments(&issuer, 0..1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !gateway.submit(&probe).await.expect("probe")[0].is_settled() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "genesis key never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    eprintln!("--- 200 payments in batches of 20, the leader killed after the first half");
+    let all = payments(&issuer, 1..201);
+    let first = gateway.submit(&all[..100]).await.expect("first half");
+    let leader = cluster.leader().await.expect("a leader");
+    cluster.kill(leader).expect("SIGKILL the leader");
+    let second = gateway.submit(&all[100..]).await.expect("second half");
+    let verdicts: Vec<_> = first.into_iter().chain(second).collect();
+    assert_eq!(verdicts.len(), all.len());
+    for (v, p) in verdicts.iter().zip(&all) {
+        assert!(v.is_settled(), "{:?}", v.verdict);
+        assert_eq!(v.result.tx_id, p.tx_id().0.to_vec(), "verdicts in order");
+    }
+
+    eprintln!("--- every payment recorded exactly once (linearizable reads on the new leader)");
+    let new_leader = cluster.leader().await.expect("a new leader");
+    assert_ne!(new_leader, leader);
+    let ch =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.addrs[new_leader]))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect");
+    let mut client = pb::settlement_client::SettlementClient::new(ch);
+    let mut receipts = std::collections::BTreeSet::new();
+    for p in &all {
+        let got = client
+            .get_payment(pb::GetPaymentRequest {
+                tx_id: p.tx_id().0.to_vec(),
+                consistency: pb::ReadConsistency::Linearizable as i32,
+            })
+            .await
+            .expect("get payment")
+            .into_inner();
+        assert!(got.found);
+        receipts.insert(got.receipt.expect("receipt").tx_id);
+    }
+    assert_eq!(receipts.len(), all.len());
+
+    eprintln!("--- a batch beyond the server's limit is refused, not retried");
+    let mut config = GatewayConfig::new(endpoints);
+    config.batch_payments_max = 1_001;
+    let oversized = Gateway::new(config).expect("gateway");
+    let many: Vec<Payment> = std::iter::repeat_n(all[0].clone(), 1_001).collect();
+    match oversized.submit(&many).await {
+        Err(GatewayError::Refused(status)) => {
+            assert_eq!(status.code(), tonic::Code::InvalidArgument)
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let resubmitted = gateway.submit(&all[..5]).await.expect("resubmit");
+    assert!(
+        resubmitted.iter().all(|v| v.verdict == Verdict::Duplicate),
+        "a resubmission is DUPLICATE with the original receipt"
+    );
+    cluster.stop();
+}
