@@ -53,6 +53,55 @@ impl Default for DemoOptions {
     }
 }
 
+/// `spentledger demo` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Simulated payer devices.
+    #[arg(long, default_value_t = 2_000)]
+    pub devices: usize,
+    /// Honest payments per device.
+    #[arg(long, default_value_t = 4)]
+    pub payments_per_device: usize,
+    /// Merchants.
+    #[arg(long, default_value_t = 25)]
+    pub merchants: usize,
+    /// Gateways submitting concurrently.
+    #[arg(long, default_value_t = 3)]
+    pub gateways: usize,
+    /// One device in this many double-spends; another one is cloned.
+    #[arg(long, default_value_t = 40)]
+    pub conflict_every: usize,
+    /// Payments per SubmitBatch.
+    #[arg(long, default_value_t = 100)]
+    pub batch_payments: usize,
+    /// Do not kill the leader part-way.
+    #[arg(long)]
+    pub no_kill: bool,
+    /// Path of the spentledger-node binary (default: next to this program).
+    #[arg(long, env = "SPENTLEDGER_NODE_BIN")]
+    pub node_bin: Option<PathBuf>,
+    /// Keep node data and logs here (default: a temporary directory, removed).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+impl DemoArgs {
+    pub fn to_options(&self, quiet: bool) -> DemoOptions {
+        DemoOptions {
+            devices: self.devices,
+            payments_per_device: self.payments_per_device,
+            merchants: self.merchants,
+            gateways: self.gateways,
+            conflict_every: self.conflict_every,
+            batch_payments: self.batch_payments,
+            kill_leader: !self.no_kill,
+            node_bin: self.node_bin.clone(),
+            dir: self.dir.clone(),
+            quiet,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("{0}")]

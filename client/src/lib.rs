@@ -3,9 +3,17 @@
 //! - [`gateway`]: the settlement-gateway SDK (leader following, retries with
 //!   back-off that are safe because verdicts are idempotent by `tx_id`,
 //!   batch splitting, typed verdicts).
+//! - [`revocations`]: following the revocation feed, resuming after the
+//!   last sequence seen.
 //! - [`local_cluster`]: a local cluster of `spentledger-node` processes.
 //! - [`demo`]: the end-to-end demo behind `spentledger demo`.
+//! - [`cli`]: the `spentledger` commands; [`files`]: their key, device,
+//!   terminal and payment files; [`qr`]: payments as QR codes.
 
+pub mod cli;
 pub mod demo;
+pub mod files;
 pub mod gateway;
 pub mod local_cluster;
+pub mod qr;
+pub mod revocations;

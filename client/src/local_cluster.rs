@@ -50,16 +50,126 @@ pub struct LocalCluster {
     pub addrs: Vec<SocketAddr>,
     pub metrics_addrs: Vec<SocketAddr>,
     children: Vec<Option<Child>>,
+    /// Nodes in their own process group (they outlive this program).
+    detached: bool,
+}
+
+/// What `cluster up` leaves in its directory for `cluster down|status`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub nodes: Vec<ManifestNode>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ManifestNode {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub pid: u32,
+}
+
+pub const MANIFEST_FILE: &str = "cluster.json";
+
+fn alive(pid: u32) -> bool {
+    // A zombie still has /proc/<pid>; its state letter is Z.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                != Some("Z")
+        })
+        .unwrap_or(false)
+}
+
+impl Manifest {
+    pub fn load(dir: &Path) -> Result<Manifest, ClusterError> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ClusterError::Io(std::io::Error::new(
+                e.kind(),
+                format!(
+                    "{}: {e} (is a cluster up in this directory?)",
+                    path.display()
+                ),
+            ))
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            ClusterError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            ))
+        })
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr.to_string()).collect()
+    }
+
+    /// SIGTERM every node still running, wait for each to exit, SIGKILL
+    /// those still running after `timeout`. Returns how many were running.
+    pub fn stop(&self, timeout: Duration) -> usize {
+        // Only signal pids that still run our binary (pids can be reused).
+        let ours: Vec<u32> = self
+            .nodes
+            .iter()
+            .map(|n| n.pid)
+            .filter(|pid| {
+                alive(*pid)
+                    && std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).contains("spentledger-node"))
+                        .unwrap_or(false)
+            })
+            .collect();
+        for pid in &ours {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let deadline = Instant::now() + timeout;
+        while ours.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for pid in ours.iter().filter(|p| alive(**p)) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        ours.len()
+    }
 }
 
 impl LocalCluster {
     /// Starts `size` nodes with data under `dir`; node 1 bootstraps the
-    /// cluster and registers the issuer keys in `genesis_keys_json`.
+    /// cluster and registers the issuer keys in `genesis_keys_json`. The
+    /// nodes die with this value.
     pub fn start(
         node_bin: PathBuf,
         dir: &Path,
         size: usize,
         genesis_keys_json: &str,
+    ) -> Result<Self, ClusterError> {
+        Self::launch(node_bin, dir, size, genesis_keys_json, false)
+    }
+
+    /// Like [`LocalCluster::start`], but the nodes run in their own process
+    /// group, so they survive this program (and its terminal's Ctrl-C);
+    /// follow with [`LocalCluster::detach`].
+    pub fn start_detached(
+        node_bin: PathBuf,
+        dir: &Path,
+        size: usize,
+        genesis_keys_json: &str,
+    ) -> Result<Self, ClusterError> {
+        Self::launch(node_bin, dir, size, genesis_keys_json, true)
+    }
+
+    fn launch(
+        node_bin: PathBuf,
+        dir: &Path,
+        size: usize,
+        genesis_keys_json: &str,
+        detached: bool,
     ) -> Result<Self, ClusterError> {
         if !(1..=9).contains(&size) {
             return Err(ClusterError::BadSize(size));
@@ -67,20 +177,40 @@ impl LocalCluster {
         std::fs::create_dir_all(dir)?;
         let genesis_keys = dir.join("genesis-issuer-keys.json");
         std::fs::write(&genesis_keys, genesis_keys_json)?;
-        let addrs = (0..size).map(|_| free_addr()).collect::<Result<_, _>>()?;
-        let metrics_addrs = (0..size).map(|_| free_addr()).collect::<Result<_, _>>()?;
         let mut cluster = LocalCluster {
             node_bin,
             dir: dir.to_owned(),
             genesis_keys,
-            addrs,
-            metrics_addrs,
+            addrs: (0..size).map(|_| free_addr()).collect::<Result<_, _>>()?,
+            metrics_addrs: (0..size).map(|_| free_addr()).collect::<Result<_, _>>()?,
             children: (0..size).map(|_| None).collect(),
+            detached,
         };
         for i in 0..size {
             cluster.spawn(i)?;
         }
         Ok(cluster)
+    }
+
+    /// Leaves the nodes running and writes the manifest `cluster down` uses.
+    pub fn detach(mut self) -> Result<Manifest, ClusterError> {
+        let nodes = self
+            .children
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                c.take().map(|child| ManifestNode {
+                    id: i as u64 + 1,
+                    addr: self.addrs[i],
+                    metrics_addr: self.metrics_addrs[i],
+                    pid: child.id(),
+                })
+            })
+            .collect();
+        let manifest = Manifest { nodes };
+        let text = serde_json::to_string_pretty(&manifest).expect("the manifest serializes");
+        std::fs::write(self.dir.join(MANIFEST_FILE), text)?;
+        Ok(manifest)
     }
 
     pub fn size(&self) -> usize {
@@ -118,6 +248,10 @@ impl LocalCluster {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
+        if self.detached {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
         if i == 0 {
             cmd.arg("--bootstrap")
                 .arg("--genesis-issuer-keys")

@@ -12,6 +12,8 @@ use spentledger_protocol::{Payment, Verdict, pb};
 
 const CLI: &str = env!("CARGO_BIN_EXE_spentledger");
 
+mod commands;
+
 /// `spentledger-node`, built beside the CLI by `cargo test --workspace`.
 fn must_node_binary() -> PathBuf {
     let path = PathBuf::from(CLI)

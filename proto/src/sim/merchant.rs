@@ -41,6 +41,24 @@ impl MerchantTerminal {
         }
     }
 
+    /// A terminal restored from storage with the challenges it had open
+    /// (oldest first; at most the last `OPEN_CHALLENGES_MAX` are kept).
+    pub fn restore(payee_id: IdText, open_challenges: impl IntoIterator<Item = [u8; 32]>) -> Self {
+        let mut terminal = MerchantTerminal::new(payee_id);
+        for challenge in open_challenges {
+            if terminal.open_challenges.len() == OPEN_CHALLENGES_MAX {
+                terminal.open_challenges.pop_front();
+            }
+            terminal.open_challenges.push_back(challenge);
+        }
+        terminal
+    }
+
+    /// Challenges issued and not yet consumed, oldest first.
+    pub fn open_challenges(&self) -> impl Iterator<Item = &[u8; 32]> + '_ {
+        self.open_challenges.iter()
+    }
+
     pub fn payee_id(&self) -> &IdText {
         &self.payee_id
     }

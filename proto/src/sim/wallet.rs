@@ -64,6 +64,32 @@ impl Wallet {
         })
     }
 
+    /// A device restored from storage: which tokens it already spent and its
+    /// next counter (a device that forgot them would double-spend or reuse
+    /// counters, exactly what the ledger punishes).
+    pub fn restore(
+        device_seed: [u8; 32],
+        certificate: OfflineCertificate,
+        tokens: Vec<TokenLeaf>,
+        spent: impl IntoIterator<Item = u32>,
+        next_counter: u64,
+    ) -> Result<Self, WalletError> {
+        let mut wallet = Wallet::new(device_seed, certificate, tokens)?;
+        for index in spent {
+            if index as usize >= wallet.tokens.len() {
+                return Err(WalletError::NoSuchToken(index));
+            }
+            wallet.spent.insert(index);
+        }
+        wallet.next_counter = next_counter;
+        Ok(wallet)
+    }
+
+    /// Indices of the tokens this device has spent, ascending.
+    pub fn spent(&self) -> impl Iterator<Item = u32> + '_ {
+        self.spent.iter().copied()
+    }
+
     /// The public key for a device seed, to put in an issuance request.
     pub fn device_key_for(device_seed: &[u8; 32]) -> [u8; 32] {
         SigningKey::from_bytes(device_seed)

@@ -1,0 +1,138 @@
+//! `spentledger cluster up|down|status`: a local cluster of node processes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Subcommand;
+
+use super::{CliError, Output};
+use crate::local_cluster::{LocalCluster, Manifest, find_node_binary};
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Start N nodes on 127.0.0.1 with data under DIR; they keep running
+    /// after this command returns (stop them with `cluster down`).
+    Up {
+        /// Directory for node data, logs and the cluster manifest.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Number of nodes (1..=9).
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Issuer public keys (JSON list, as `issuer keygen --public-out` writes)
+        /// registered when the cluster starts.
+        #[arg(long)]
+        genesis_issuer_keys: Option<PathBuf>,
+        /// Path of the spentledger-node binary (default: next to this program).
+        #[arg(long, env = "SPENTLEDGER_NODE_BIN")]
+        node_bin: Option<PathBuf>,
+    },
+    /// Stop the nodes of the cluster in DIR (SIGTERM, then SIGKILL after 20 s).
+    Down {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Status of the cluster in DIR.
+    Status {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+pub async fn run(command: &ClusterCommand, out: &Output) -> Result<(), CliError> {
+    match command {
+        ClusterCommand::Up {
+            dir,
+            nodes,
+            genesis_issuer_keys,
+            node_bin,
+        } => {
+            if dir.join(crate::local_cluster::MANIFEST_FILE).exists() {
+                let running = Manifest::load(dir)?;
+                return Err(CliError::Usage(format!(
+                    "{} already has a cluster ({} nodes); `spentledger cluster down --dir {}` first",
+                    dir.display(),
+                    running.nodes.len(),
+                    dir.display()
+                )));
+            }
+            let (keys, key_count) = match genesis_issuer_keys {
+                Some(path) => {
+                    // Checked here so a typo fails now, not in a node's log.
+                    let count = crate::files::PublicKeyEntry::load_all(path)?.len();
+                    (std::fs::read_to_string(path)?, count)
+                }
+                None => ("[]".to_owned(), 0),
+            };
+            let bin = find_node_binary(node_bin.clone())?;
+            let cluster = LocalCluster::start_detached(bin, dir, *nodes, &keys)?;
+            out.note(&format!(
+                "started {nodes} nodes; waiting until each is ready"
+            ));
+            for i in 0..cluster.size() {
+                cluster.wait_ready(i, Duration::from_secs(60)).await?;
+            }
+            // A fresh cluster's log: the initial membership at index 0, the
+            // first leader's blank entry at 1, then one entry per genesis
+            // key. Wait until every node applied them, so payments right
+            // after `up` are not rejected UNKNOWN_ISSUER_KEY.
+            let genesis_index = 1 + key_count as u64;
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            for i in 0..cluster.size() {
+                while cluster
+                    .status(i)
+                    .await
+                    .is_none_or(|s| s.applied_index < genesis_index)
+                {
+                    if std::time::Instant::now() > deadline {
+                        return Err(CliError::Usage(format!(
+                            "node {} did not apply the genesis entries within 30 s; see its node.log",
+                            i + 1
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            let manifest = cluster.detach()?;
+            let endpoints = manifest.endpoints().join(",");
+            out.table(
+                &["node", "address", "metrics", "pid"],
+                manifest
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        vec![
+                            n.id.to_string(),
+                            n.addr.to_string(),
+                            format!("http://{}/metrics", n.metrics_addr),
+                            n.pid.to_string(),
+                        ]
+                    })
+                    .collect(),
+                serde_json::json!({
+                    "endpoints": endpoints,
+                    "nodes": manifest.nodes.iter().map(|n| serde_json::json!({
+                        "id": n.id, "addr": n.addr.to_string(),
+                        "metrics_addr": n.metrics_addr.to_string(), "pid": n.pid,
+                    })).collect::<Vec<_>>(),
+                }),
+            );
+            out.note(&format!("export SPENTLEDGER_ENDPOINTS={endpoints}"));
+            Ok(())
+        }
+        ClusterCommand::Down { dir } => {
+            let manifest = Manifest::load(dir)?;
+            let stopped = manifest.stop(Duration::from_secs(20));
+            std::fs::remove_file(dir.join(crate::local_cluster::MANIFEST_FILE))?;
+            out.fields(vec![
+                ("stopped", serde_json::json!(stopped)),
+                ("data kept in", serde_json::json!(dir.display().to_string())),
+            ]);
+            Ok(())
+        }
+        ClusterCommand::Status { dir } => {
+            let manifest = Manifest::load(dir)?;
+            super::admin::status(&manifest.endpoints(), out).await
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Channels to cluster members for single calls.
+
+use std::time::Duration;
+
+use spentledger_protocol::pb;
+use tonic::transport::{Channel, Endpoint};
+
+use super::CliError;
+
+/// Deadline of one CLI call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub async fn channel(addr: &str) -> Result<Channel, CliError> {
+    let url = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    Endpoint::from_shared(url)
+        .map_err(|e| CliError::Usage(format!("endpoint {addr:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(CALL_TIMEOUT)
+        .connect()
+        .await
+        .map_err(|e| CliError::Call(tonic::Status::unavailable(format!("{addr}: {e}"))))
+}
+
+/// The first endpoint that answers.
+pub async fn any(endpoints: &[String]) -> Result<(String, Channel), CliError> {
+    let mut last = None;
+    for addr in endpoints {
+        match channel(addr).await {
+            Ok(ch) => return Ok((addr.clone(), ch)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| CliError::Usage("no endpoints".into())))
+}
+
+/// The leader, as the first answering member names it (reads are
+/// linearizable on the leader; writes are forwarded anyway).
+pub async fn leader(endpoints: &[String]) -> Result<Channel, CliError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (addr, ch) = any(endpoints).await?;
+        let status = pb::admin_client::AdminClient::new(ch.clone())
+            .status(pb::StatusRequest {
+                include_peers: false,
+            })
+            .await?
+            .into_inner();
+        let leader_id = status.self_.as_ref().map_or(0, |s| s.leader_id);
+        if let Some(m) = status.members.iter().find(|m| m.node_id == leader_id) {
+            if m.address == addr {
+                return Ok(ch);
+            }
+            return channel(&m.address).await;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(CliError::Call(tonic::Status::unavailable(
+                "the cluster has no leader",
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

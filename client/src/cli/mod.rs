@@ -1,0 +1,144 @@
+//! The `spentledger` command line: argument definitions and dispatch. Each
+//! group of commands lives in its own file; every command prints a human
+//! table by default and one JSON value with `--json`.
+
+mod admin;
+mod cluster;
+mod connect;
+mod ledger;
+mod offline;
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use output::Output;
+
+/// spentledger: settle offline payments on a replicated ledger.
+#[derive(Debug, Parser)]
+#[command(name = "spentledger", version, about)]
+pub struct Cli {
+    /// Machine-readable JSON output instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Cluster members to talk to, host:port, comma separated.
+    #[arg(
+        long,
+        global = true,
+        env = "SPENTLEDGER_ENDPOINTS",
+        value_delimiter = ','
+    )]
+    pub endpoints: Vec<String>,
+    /// Directory of a cluster started with `cluster up` (its endpoints are used
+    /// when --endpoints is not given).
+    #[arg(long, global = true, env = "SPENTLEDGER_CLUSTER_DIR")]
+    pub cluster_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// A local cluster of spentledger-node processes on 127.0.0.1.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Every member's role, term, log and applied index and state digest.
+    Status,
+    /// Membership changes.
+    #[command(subcommand)]
+    Members(admin::MembersCommand),
+    /// Leadership.
+    #[command(subcommand)]
+    Leader(admin::LeaderCommand),
+    /// Ask the node to build a snapshot now.
+    Snapshot,
+    /// Issuer operations: keys, certificates, settlement, revocation.
+    #[command(subcommand)]
+    Issuer(offline::IssuerCommand),
+    /// Payer device operations (offline).
+    #[command(subcommand)]
+    Wallet(offline::WalletCommand),
+    /// Merchant terminal operations (offline).
+    #[command(subcommand)]
+    Merchant(offline::MerchantCommand),
+    /// Submit payment files as a settlement gateway; prints each verdict.
+    Submit(ledger::SubmitArgs),
+    /// Look up a recorded payment.
+    #[command(subcommand)]
+    Payment(ledger::PaymentCommand),
+    /// Check whether token nullifiers are spent.
+    #[command(subcommand)]
+    Nullifier(ledger::NullifierCommand),
+    /// A certificate's state on the ledger.
+    #[command(subcommand)]
+    Certificate(ledger::CertificateCommand),
+    /// The revocation list.
+    #[command(subcommand)]
+    Revocations(ledger::RevocationsCommand),
+    /// Local 3-node cluster demo: a day of offline payments with double
+    /// spends and cloned devices through several gateways, killing the leader
+    /// part-way; ends with a summary and exits non-zero if a check fails.
+    Demo(crate::demo::DemoArgs),
+}
+
+/// A command's failure, printed as `spentledger: <message>`.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
+    #[error(transparent)]
+    Cluster(#[from] crate::local_cluster::ClusterError),
+    #[error(transparent)]
+    Gateway(#[from] crate::gateway::GatewayError),
+    #[error(transparent)]
+    Demo(#[from] crate::demo::DemoError),
+    #[error("{}: {}", .0.code(), .0.message())]
+    Call(#[from] tonic::Status),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Cli {
+    /// The endpoints to use: `--endpoints`, else the `--cluster-dir` manifest.
+    pub fn endpoints(&self) -> Result<Vec<String>, CliError> {
+        if !self.endpoints.is_empty() {
+            return Ok(self.endpoints.clone());
+        }
+        match &self.cluster_dir {
+            Some(dir) => Ok(crate::local_cluster::Manifest::load(dir)?.endpoints()),
+            None => Err(CliError::Usage(
+                "no cluster given: pass --endpoints host:port,... (or SPENTLEDGER_ENDPOINTS), or --cluster-dir".into(),
+            )),
+        }
+    }
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let out = Output { json: cli.json };
+    match &cli.command {
+        Commands::Cluster(c) => cluster::run(c, &out).await,
+        Commands::Status => admin::status(&cli.endpoints()?, &out).await,
+        Commands::Members(c) => admin::members(c, &cli.endpoints()?, &out).await,
+        Commands::Leader(c) => admin::leader(c, &cli.endpoints()?, &out).await,
+        Commands::Snapshot => admin::snapshot(&cli.endpoints()?, &out).await,
+        Commands::Issuer(c) => offline::issuer(c, &cli, &out).await,
+        Commands::Wallet(c) => offline::wallet(c, &out),
+        Commands::Merchant(c) => offline::merchant(c, &out),
+        Commands::Submit(a) => ledger::submit(a, &cli.endpoints()?, &out).await,
+        Commands::Payment(c) => ledger::payment(c, &cli.endpoints()?, &out).await,
+        Commands::Nullifier(c) => ledger::nullifier(c, &cli.endpoints()?, &out).await,
+        Commands::Certificate(c) => ledger::certificate(c, &cli.endpoints()?, &out).await,
+        Commands::Revocations(c) => ledger::revocations(c, &cli.endpoints()?, &out).await,
+        Commands::Demo(a) => {
+            let summary = crate::demo::run(a.to_options(cli.json)).await?;
+            if cli.json {
+                out.json(&summary.to_json());
+            }
+            Ok(())
+        }
+    }
+}

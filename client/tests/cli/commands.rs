@@ -1,0 +1,253 @@
+//! The CLI end to end: cluster up, issue, pay offline, verify at a
+//! terminal, submit (a double spend caught), queries, settle, cluster down.
+
+use std::path::Path;
+
+use super::*;
+
+/// Runs `spentledger --json ARGS` in `dir` and returns its JSON output.
+fn must_run(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(CLI)
+        .current_dir(dir)
+        .arg("--json")
+        .args(args)
+        .env("SPENTLEDGER_NODE_BIN", must_node_binary())
+        .env("SPENTLEDGER_CLUSTER_DIR", dir.join("cluster"))
+        .env_remove("SPENTLEDGER_ENDPOINTS")
+        .output()
+        .expect("run spentledger");
+    assert!(
+        out.status.success(),
+        "spentledger {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("spentledger {args:?} printed no JSON ({e}): {text}"))
+}
+
+/// Runs a command expected to fail; returns its stderr.
+fn must_fail(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(CLI)
+        .current_dir(dir)
+        .args(args)
+        .env("SPENTLEDGER_CLUSTER_DIR", dir.join("cluster"))
+        .output()
+        .expect("run spentledger");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "spentledger {args:?} should fail"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn cli_issue_pay_verify_submit_catch_a_double_spend_settle_and_tear_down() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+
+    eprintln!("--- an issuer key; a cluster that trusts it");
+    must_run(
+        dir,
+        &[
+            "issuer",
+            "keygen",
+            "--key-id",
+            "bank-a",
+            "--out",
+            "bank.key.json",
+            "--public-out",
+            "bank.pub.json",
+        ],
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("bank.key.json"))
+        .expect("secret key file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the secret key is private");
+    let up = must_run(
+        dir,
+        &[
+            "cluster",
+            "up",
+            "--dir",
+            "cluster",
+            "--genesis-issuer-keys",
+            "bank.pub.json",
+        ],
+    );
+    assert_eq!(up["nodes"].as_array().map(Vec::len), Some(3));
+
+    eprintln!("--- a device is funded; its secure element is cloned");
+    let issued = must_run(
+        dir,
+        &[
+            "issuer",
+            "issue",
+            "--key",
+            "bank.key.json",
+            "--wallet-id",
+            "alice",
+            "--balance",
+            "5000",
+            "--out",
+            "alice.json",
+        ],
+    );
+    assert_eq!(issued["offline limit"], 5000);
+    std::fs::copy(dir.join("alice.json"), dir.join("alice-clone.json")).expect("clone");
+
+    eprintln!("--- offline: the device pays a terminal, which verifies; the clone pays again");
+    let c1 = must_run(
+        dir,
+        &[
+            "merchant",
+            "challenge",
+            "--terminal",
+            "shop.json",
+            "--payee-id",
+            "shop-1",
+        ],
+    );
+    let c1 = c1["challenge"].as_str().expect("challenge").to_owned();
+    let paid = must_run(
+        dir,
+        &[
+            "wallet",
+            "pay",
+            "--device",
+            "alice.json",
+            "--amount",
+            "120",
+            "--payee",
+            "shop-1",
+            "--challenge",
+            &c1,
+            "--out",
+            "p1.payment",
+            "--png",
+            "p1.png",
+        ],
+    );
+    assert_eq!(
+        paid["balance left"], 4880,
+        "the device file remembers what it spent"
+    );
+    let png = std::fs::read(dir.join("p1.png")).expect("QR png");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let verified = must_run(
+        dir,
+        &[
+            "merchant",
+            "verify",
+            "--terminal",
+            "shop.json",
+            "--issuer-keys",
+            "bank.pub.json",
+            "p1.payment",
+        ],
+    );
+    assert_eq!(verified["verdict"], "accepted offline");
+    let again = must_fail(
+        dir,
+        &[
+            "merchant",
+            "verify",
+            "--terminal",
+            "shop.json",
+            "--issuer-keys",
+            "bank.pub.json",
+            "p1.payment",
+        ],
+    );
+    assert!(
+        again.contains("payment refused"),
+        "a challenge is used once: {again}"
+    );
+    let c2 = must_run(dir, &["merchant", "challenge", "--terminal", "shop.json"]);
+    let c2 = c2["challenge"].as_str().expect("challenge").to_owned();
+    must_run(
+        dir,
+        &[
+            "wallet",
+            "pay",
+            "--device",
+            "alice-clone.json",
+            "--amount",
+            "120",
+            "--payee",
+            "shop-1",
+            "--challenge",
+            &c2,
+            "--out",
+            "p2.payment",
+        ],
+    );
+
+    eprintln!("--- the gateway submits both: the second spend of the same tokens is caught");
+    let submitted = must_run(dir, &["submit", "p1.payment", "p2.payment"]);
+    let results = submitted["results"].as_array().expect("results");
+    assert_eq!(results[0]["verdict"], "ACCEPTED");
+    assert_eq!(results[1]["verdict"], "DOUBLE_SPEND");
+    assert!(results[1]["double_spend"]["nullifier"].is_string());
+    let tx = results[0]["tx_id"].as_str().expect("tx id").to_owned();
+    let retried = must_run(dir, &["submit", "p1.payment"]);
+    assert_eq!(retried["results"][0]["verdict"], "DUPLICATE");
+
+    eprintln!("--- queries");
+    let got = must_run(dir, &["payment", "get", &tx]);
+    assert_eq!(got["amount"], 120);
+    let revoked = must_run(dir, &["revocations", "list"]);
+    assert_eq!(revoked["revocations"][0]["reason"], "DOUBLE_SPEND");
+    let cert = revoked["revocations"][0]["cert_id"]
+        .as_str()
+        .expect("cert")
+        .to_owned();
+    let watched = must_run(
+        dir,
+        &["revocations", "watch", "--after", "0", "--count", "1"],
+    );
+    assert_eq!(watched["sequence"], 1);
+    let state = must_run(dir, &["certificate", "get", &cert]);
+    assert_eq!(state["revoked"], true);
+
+    eprintln!("--- the issuer settles the certificate early");
+    let settled = must_run(
+        dir,
+        &[
+            "issuer",
+            "settle",
+            "--device",
+            "alice.json",
+            "--force",
+            "lost phone",
+        ],
+    );
+    assert_eq!(settled["spent"], 120);
+    assert_eq!(
+        settled["total"].as_u64(),
+        Some(
+            settled["spent"].as_u64().unwrap_or(0)
+                + settled["held"].as_u64().unwrap_or(0)
+                + settled["refund (unspent)"].as_u64().unwrap_or(0)
+        )
+    );
+
+    eprintln!("--- every node at the same index and digest; then down, nothing left running");
+    let status = must_run(dir, &["status"]);
+    let nodes = status["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 3);
+    let digests: std::collections::BTreeSet<String> = nodes
+        .iter()
+        .map(|n| format!("{}/{}", n["applied_index"], n["state_digest"]))
+        .collect();
+    assert_eq!(digests.len(), 1, "{status}");
+    let down = must_run(dir, &["cluster", "down", "--dir", "cluster"]);
+    assert_eq!(down["stopped"], 3);
+    let left = processes_mentioning(&dir.join("cluster").display().to_string());
+    assert!(left.is_empty(), "nodes left running: {left:?}");
+    let err = must_fail(dir, &["status"]);
+    assert!(err.contains("cluster.json"), "{err}");
+}
