@@ -3,6 +3,8 @@
 //! - [`gateway`]: the settlement-gateway SDK (leader following, retries with
 //!   back-off that are safe because verdicts are idempotent by `tx_id`,
 //!   batch splitting, typed verdicts).
+//! - [`outbox`]: a gateway's durable outbox (payments on disk until their
+//!   verdicts are, so a crash loses nothing and counts nothing twice).
 //! - [`revocations`]: following the revocation feed, resuming after the
 //!   last sequence seen.
 //! - [`local_cluster`]: a local cluster of `spentledger-node` processes.
@@ -15,5 +17,6 @@ pub mod demo;
 pub mod files;
 pub mod gateway;
 pub mod local_cluster;
+pub mod outbox;
 pub mod qr;
 pub mod revocations;

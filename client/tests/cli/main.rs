@@ -13,6 +13,7 @@ use spentledger_protocol::{Payment, Verdict, pb};
 const CLI: &str = env!("CARGO_BIN_EXE_spentledger");
 
 mod commands;
+mod outbox;
 
 /// `spentledger-node`, built beside the CLI by `cargo test --workspace`.
 fn must_node_binary() -> PathBuf {
@@ -156,28 +157,52 @@ fn payments(issuer: &Issuer, devices: std::ops::Range<u32>) -> Vec<Payment> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sdk_settles_every_payment_exactly_once_across_a_leader_kill() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let issuer = Issuer::from_seed(id("bank-sdk"), [3; 32], 0, u64::MAX);
+fn test_issuer() -> Issuer {
+    Issuer::from_seed(id("bank-sdk"), [3; 32], 0, u64::MAX)
+}
+
+/// A ready 3-node cluster of real processes trusting `issuer`, and its endpoints.
+async fn must_start_cluster(dir: &std::path::Path, issuer: &Issuer) -> (LocalCluster, Vec<String>) {
     let public_hex: String = issuer
         .issuer_key()
         .public_key
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    let key_id = issuer.issuer_key().key_id.as_str().to_owned();
     let genesis = format!(
-        r#"[{{"key_id": "bank-sdk", "public_key_hex": "{public_hex}", "valid_from_ms": 0, "valid_until_ms": 18446744073709551615}}]"#
+        r#"[{{"key_id": "{key_id}", "public_key_hex": "{public_hex}", "valid_from_ms": 0, "valid_until_ms": 18446744073709551615}}]"#
     );
-    let mut cluster =
-        LocalCluster::start(must_node_binary(), dir.path(), 3, &genesis).expect("start cluster");
+    let cluster = LocalCluster::start(must_node_binary(), dir, 3, &genesis).expect("start cluster");
     for i in 0..3 {
         cluster
             .wait_ready(i, Duration::from_secs(60))
             .await
             .expect("ready");
     }
-    let endpoints: Vec<String> = cluster.addrs.iter().map(|a| a.to_string()).collect();
+    let endpoints = cluster.addrs.iter().map(|a| a.to_string()).collect();
+    (cluster, endpoints)
+}
+
+/// Submits a probe payment until the genesis issuer key is applied
+/// (payments before it are rejected UNKNOWN_ISSUER_KEY, nothing recorded).
+async fn must_wait_for_genesis_key(gateway: &Gateway, issuer: &Issuer) {
+    let probe = payments(issuer, 10_000..10_001);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !gateway.submit(&probe).await.expect("probe")[0].is_settled() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "genesis key never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_settles_every_payment_exactly_once_across_a_leader_kill() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let issuer = test_issuer();
+    let (mut cluster, endpoints) = must_start_cluster(dir.path(), &issuer).await;
 
     eprintln!("--- the SDK refuses bad settings with typed errors");
     assert!(matches!(
@@ -192,18 +217,7 @@ async fn the_sdk_settles_every_payment_exactly_once_across_a_leader_kill() {
     config.batch_payments_max = 20;
     let gateway = Gateway::new(config).expect("gateway");
 
-    eprintln!(
-        "--- wait for the genesis issuer key (payments before it are rejected, nothing recorded)"
-    );
-    let probe = payments(&issuer, 0..1);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !gateway.submit(&probe).await.expect("probe")[0].is_settled() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "genesis key never applied"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    must_wait_for_genesis_key(&gateway, &issuer).await;
 
     eprintln!("--- 200 payments in batches of 20, the leader killed after the first half");
     let all = payments(&issuer, 1..201);
