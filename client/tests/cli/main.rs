@@ -275,3 +275,67 @@ async fn the_sdk_settles_every_payment_exactly_once_across_a_leader_kill() {
     );
     cluster.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_revocation_watcher_resumes_after_losing_its_node_missing_and_repeating_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let issuer = test_issuer();
+    let (mut cluster, endpoints) = must_start_cluster(dir.path(), &issuer).await;
+    let gateway = Gateway::new(GatewayConfig::new(endpoints.clone())).expect("gateway");
+    must_wait_for_genesis_key(&gateway, &issuer).await;
+    // Revokes through any node, retrying while leadership moves.
+    let revoke = |n: u8| {
+        let endpoints = endpoints.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                for addr in &endpoints {
+                    let Ok(ch) = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                        .expect("uri")
+                        .connect()
+                        .await
+                    else {
+                        continue;
+                    };
+                    let reply = pb::issuer_client::IssuerClient::new(ch)
+                        .revoke_certificate(pb::RevokeCertificateRequest {
+                            cert_id: vec![n; 32],
+                            reason: pb::RevocationReason::LostOrStolen as i32,
+                        })
+                        .await;
+                    if reply.is_ok() {
+                        return;
+                    }
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "could not revoke certificate {n}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+
+    eprintln!("--- two revocations; the watcher (connected to node 1) sees both");
+    revoke(1).await;
+    revoke(2).await;
+    let mut watcher = spentledger_client::revocations::RevocationWatcher::new(endpoints.clone(), 0);
+    let a = watcher.next().await.expect("first");
+    let b = watcher.next().await.expect("second");
+    assert_eq!((a.sequence, b.sequence), (1, 2));
+
+    eprintln!("--- node 1 dies; a third revocation on the survivors reaches the watcher once");
+    cluster.kill(0).expect("kill node 1");
+    revoke(3).await;
+    let c = tokio::time::timeout(Duration::from_secs(30), watcher.next())
+        .await
+        .expect("the watcher resumes on another node")
+        .expect("third");
+    assert_eq!(
+        c.sequence, 3,
+        "resumed after the last sequence: nothing missed or repeated"
+    );
+    assert_eq!(c.cert_id, vec![3u8; 32]);
+    assert_eq!(watcher.last_sequence(), 3);
+    cluster.stop();
+}
