@@ -34,6 +34,9 @@ pub struct DemoOptions {
     pub dir: Option<PathBuf>,
     /// No progress bar (for scripts and tests).
     pub quiet: bool,
+    /// A running cluster to use instead of starting one (the demo registers
+    /// its issuer key there and does not kill anything).
+    pub endpoints: Option<Vec<String>>,
 }
 
 impl Default for DemoOptions {
@@ -49,6 +52,7 @@ impl Default for DemoOptions {
             node_bin: None,
             dir: None,
             quiet: false,
+            endpoints: None,
         }
     }
 }
@@ -86,7 +90,7 @@ pub struct DemoArgs {
 }
 
 impl DemoArgs {
-    pub fn to_options(&self, quiet: bool) -> DemoOptions {
+    pub fn to_options(&self, quiet: bool, endpoints: Option<Vec<String>>) -> DemoOptions {
         DemoOptions {
             devices: self.devices,
             payments_per_device: self.payments_per_device,
@@ -98,6 +102,7 @@ impl DemoArgs {
             node_bin: self.node_bin.clone(),
             dir: self.dir.clone(),
             quiet,
+            endpoints,
         }
     }
 }
@@ -169,8 +174,17 @@ fn id(text: &str) -> IdText {
 }
 
 /// Deterministic stand-in for device and terminal randomness.
+/// This run's nonce: a second demo against the same running cluster gets
+/// its own issuer key, devices and payments.
+static RUN_NONCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+fn run_nonce() -> u64 {
+    *RUN_NONCE.get_or_init(now_ms)
+}
+
 fn entropy(label: &str, n: u64) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new_derive_key("spentledger demo entropy");
+    hasher.update(&run_nonce().to_le_bytes());
     hasher.update(label.as_bytes());
     hasher.update(&n.to_le_bytes());
     *hasher.finalize().as_bytes()
@@ -296,7 +310,7 @@ fn build_workload(options: &DemoOptions, issuer: &Issuer) -> Result<Workload, De
 }
 
 async fn settlement_client(
-    addr: std::net::SocketAddr,
+    addr: &str,
 ) -> Result<pb::settlement_client::SettlementClient<tonic::transport::Channel>, DemoError> {
     let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| DemoError::Check(e.to_string()))?
@@ -325,7 +339,6 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
     }
     let started = Instant::now();
     let quiet = options.quiet;
-    let node_bin = find_node_binary(options.node_bin.clone())?;
     let temp;
     let dir = match &options.dir {
         Some(d) => d.clone(),
@@ -339,7 +352,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
 
     say(quiet, "--- issuer key and a day of offline payments");
     let issuer = Issuer::from_seed(
-        id("bank-demo"),
+        id(&format!("bank-demo-{}", run_nonce())),
         entropy("issuer", 0),
         0,
         now_ms() + 365 * 86_400_000,
@@ -347,7 +360,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
     let key = issuer.issuer_key();
     let public_hex: String = key.public_key.iter().map(|b| format!("{b:02x}")).collect();
     let genesis = format!(
-        r#"[{{"key_id": "bank-demo", "public_key_hex": "{public_hex}", "valid_from_ms": 0, "valid_until_ms": {}}}]"#,
+        r#"[{{"key_id": "bank-demo-{}", "public_key_hex": "{public_hex}", "valid_from_ms": 0, "valid_until_ms": {}}}]"#,
+        run_nonce(),
         now_ms() + 365 * 86_400_000
     );
     let workload = build_workload(&options, &issuer)?;
@@ -363,18 +377,32 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
         ),
     );
 
-    say(
-        quiet,
-        &format!(
-            "--- start 3 spentledger-node processes (data in {})",
-            dir.display()
-        ),
-    );
-    let mut cluster = LocalCluster::start(node_bin, &dir, 3, &genesis)?;
-    for i in 0..cluster.size() {
-        cluster.wait_ready(i, Duration::from_secs(60)).await?;
-    }
-    let endpoints: Vec<String> = cluster.addrs.iter().map(|a| a.to_string()).collect();
+    let (mut cluster, endpoints) = match &options.endpoints {
+        Some(endpoints) => {
+            say(
+                quiet,
+                "--- using the running cluster; registering the demo issuer's key",
+            );
+            register_key(&issuer, endpoints).await?;
+            (None, endpoints.clone())
+        }
+        None => {
+            say(
+                quiet,
+                &format!(
+                    "--- start 3 spentledger-node processes (data in {})",
+                    dir.display()
+                ),
+            );
+            let node_bin = find_node_binary(options.node_bin.clone())?;
+            let cluster = LocalCluster::start(node_bin, &dir, 3, &genesis)?;
+            for i in 0..cluster.size() {
+                cluster.wait_ready(i, Duration::from_secs(60)).await?;
+            }
+            let endpoints: Vec<String> = cluster.addrs.iter().map(|a| a.to_string()).collect();
+            (Some(cluster), endpoints)
+        }
+    };
     wait_for_genesis_key(&issuer, &endpoints).await?;
 
     say(
@@ -417,9 +445,10 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
         }));
     }
 
-    // Part-way, the leader dies without warning; later it comes back.
+    // Part-way, the leader dies without warning; later it comes back (only
+    // in a cluster the demo started itself).
     let mut leader_killed = None;
-    if options.kill_leader {
+    if let (true, Some(cluster)) = (options.kill_leader, cluster.as_mut()) {
         while answered.load(Ordering::Relaxed) < total * 2 / 5 {
             if tasks.iter().all(|t| t.is_finished()) {
                 break;
@@ -474,9 +503,9 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
         quiet,
         "--- settle a few certificates (devices returned to the bank)",
     );
-    let leader = wait_for_leader(&cluster).await?;
+    let leader = wait_for_leader(&endpoints).await?;
     let mut issuer_client = pb::issuer_client::IssuerClient::new(
-        tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.addrs[leader]))
+        tonic::transport::Endpoint::from_shared(format!("http://{}", endpoints[leader]))
             .map_err(|e| DemoError::Check(e.to_string()))?
             .connect()
             .await
@@ -539,10 +568,10 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
         quiet,
         "--- every node has applied the same log to the same state",
     );
-    let (applied_index, digest_table, equal) = converge(&cluster).await?;
+    let (applied_index, digest_table, equal) = converge(&endpoints).await?;
     summary.applied_index = applied_index;
     summary.digests_equal = equal;
-    let revocations = settlement_client(cluster.addrs[leader])
+    let revocations = settlement_client(&endpoints[leader])
         .await?
         .list_revocations(pb::ListRevocationsRequest {
             after_sequence: 0,
@@ -552,7 +581,9 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
         .await?
         .into_inner();
     summary.revocations = revocations.revocations.len();
-    cluster.stop();
+    if let Some(cluster) = cluster.as_mut() {
+        cluster.stop();
+    }
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
 
     if !quiet {
@@ -565,6 +596,39 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
     }
     check(&summary)?;
     Ok(summary)
+}
+
+/// Registers the demo issuer's key with a running cluster (through its
+/// leader, retrying while there is none).
+async fn register_key(issuer: &Issuer, endpoints: &[String]) -> Result<(), DemoError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let leader = wait_for_leader(endpoints).await?;
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", endpoints[leader]))
+            .map_err(|e| DemoError::Check(e.to_string()))?
+            .connect()
+            .await;
+        if let Ok(ch) = ch {
+            match pb::issuer_client::IssuerClient::new(ch)
+                .register_issuer_key(pb::RegisterIssuerKeyRequest {
+                    key: Some((&issuer.issuer_key()).into()),
+                })
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // The key id is this run's own, so this should not happen.
+                Err(s) if s.code() == tonic::Code::AlreadyExists => {
+                    return Err(DemoError::Check(format!(
+                        "the cluster already has a different key with this run's key id: {}",
+                        s.message()
+                    )));
+                }
+                Err(s) if Instant::now() > deadline => return Err(s.into()),
+                Err(_) => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The bootstrapping node registers the genesis issuer key right after the
@@ -613,10 +677,10 @@ async fn wait_for_genesis_key(issuer: &Issuer, endpoints: &[String]) -> Result<(
     }
 }
 
-async fn wait_for_leader(cluster: &LocalCluster) -> Result<usize, DemoError> {
+async fn wait_for_leader(endpoints: &[String]) -> Result<usize, DemoError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(l) = cluster.leader().await {
+        if let Some(l) = crate::local_cluster::leader_among(endpoints).await {
             return Ok(l);
         }
         if Instant::now() > deadline {
@@ -627,18 +691,18 @@ async fn wait_for_leader(cluster: &LocalCluster) -> Result<usize, DemoError> {
 }
 
 /// Waits until every node reports the same applied index, then compares digests.
-async fn converge(cluster: &LocalCluster) -> Result<(u64, Table, bool), DemoError> {
+async fn converge(endpoints: &[String]) -> Result<(u64, Table, bool), DemoError> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut seen: BTreeMap<usize, pb::NodeStatus> = BTreeMap::new();
-        for i in 0..cluster.size() {
-            if let Some(s) = cluster.status(i).await {
+        for (i, addr) in endpoints.iter().enumerate() {
+            if let Some(s) = crate::local_cluster::node_status(addr).await {
                 seen.insert(i, s);
             }
         }
         let indexes: std::collections::BTreeSet<u64> =
             seen.values().map(|s| s.applied_index).collect();
-        if seen.len() == cluster.size() && indexes.len() == 1 {
+        if seen.len() == endpoints.len() && indexes.len() == 1 {
             let digests: std::collections::BTreeSet<&Vec<u8>> =
                 seen.values().map(|s| &s.state_digest).collect();
             let mut table = Table::new();

@@ -9,9 +9,11 @@
 //!   last sequence seen.
 //! - [`local_cluster`]: a local cluster of `spentledger-node` processes.
 //! - [`demo`]: the end-to-end demo behind `spentledger demo`.
+//! - [`bench`]: the load generator behind `spentledger bench`.
 //! - [`cli`]: the `spentledger` commands; [`files`]: their key, device,
 //!   terminal and payment files; [`qr`]: payments as QR codes.
 
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod files;

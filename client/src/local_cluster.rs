@@ -38,6 +38,37 @@ pub fn find_node_binary(explicit: Option<PathBuf>) -> Result<PathBuf, ClusterErr
     }
 }
 
+/// The own status of the node at `addr` (host:port), if it answers.
+pub async fn node_status(addr: &str) -> Option<pb::NodeStatus> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .ok()?;
+    pb::admin_client::AdminClient::new(ch)
+        .status(pb::StatusRequest {
+            include_peers: false,
+        })
+        .await
+        .ok()?
+        .into_inner()
+        .self_
+}
+
+/// The position in `endpoints` of the node that says it leads.
+pub async fn leader_among(endpoints: &[String]) -> Option<usize> {
+    for (i, addr) in endpoints.iter().enumerate() {
+        if let Some(s) = node_status(addr).await
+            && s.role == pb::NodeRole::Leader as i32
+        {
+            return Some(i);
+        }
+    }
+    None
+}
+
 fn free_addr() -> std::io::Result<SocketAddr> {
     std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
@@ -295,24 +326,10 @@ impl LocalCluster {
 
     /// Node `i`'s own status, if it answers.
     pub async fn status(&self, i: usize) -> Option<pb::NodeStatus> {
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addrs[i]))
-            .ok()?
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(Duration::from_secs(2))
-            .connect()
-            .await
-            .ok()?;
-        pb::admin_client::AdminClient::new(ch)
-            .status(pb::StatusRequest {
-                include_peers: false,
-            })
-            .await
-            .ok()?
-            .into_inner()
-            .self_
+        node_status(&self.addrs[i].to_string()).await
     }
 
-    /// The 0-based index of the node that says it leads.
+    /// The 0-based index of the running node that says it leads.
     pub async fn leader(&self) -> Option<usize> {
         for i in 0..self.size() {
             if self.children[i].is_some()

@@ -80,6 +80,10 @@ pub enum Commands {
     /// spends and cloned devices through several gateways, killing the leader
     /// part-way; ends with a summary and exits non-zero if a check fails.
     Demo(crate::demo::DemoArgs),
+    /// Load generator: throughput and submit-to-verdict latency against a
+    /// cluster (--endpoints with --issuer-key) or a local 3-node one, with the
+    /// crypto limit measured in the same run.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// A command's failure, printed as `spentledger: <message>`.
@@ -95,6 +99,8 @@ pub enum CliError {
     Gateway(#[from] crate::gateway::GatewayError),
     #[error(transparent)]
     Demo(#[from] crate::demo::DemoError),
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
     #[error("{}: {}", .0.code(), .0.message())]
     Call(#[from] tonic::Status),
     #[error("{0}")]
@@ -133,8 +139,61 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Commands::Nullifier(c) => ledger::nullifier(c, &cli.endpoints()?, &out).await,
         Commands::Certificate(c) => ledger::certificate(c, &cli.endpoints()?, &out).await,
         Commands::Revocations(c) => ledger::revocations(c, &cli.endpoints()?, &out).await,
+        Commands::Bench(a) => {
+            let endpoints = if cli.endpoints.is_empty() && cli.cluster_dir.is_none() {
+                None
+            } else {
+                Some(cli.endpoints()?)
+            };
+            let report = crate::bench::run(a, endpoints, cli.json).await?;
+            if let Some(path) = &a.csv {
+                use std::io::Write;
+                let new = !path.exists();
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?;
+                if new {
+                    writeln!(f, "{}", crate::bench::BenchReport::CSV_HEADER)?;
+                }
+                writeln!(f, "{}", report.csv_row())?;
+            }
+            if cli.json {
+                out.json(&report.to_json());
+            } else {
+                let mut rows: Vec<(&str, serde_json::Value)> = vec![
+                    ("payments answered", report.payments.into()),
+                    ("elapsed", format!("{:.2} s", report.elapsed_s).into()),
+                    ("throughput", format!("{:.0} payments/s", report.throughput_per_s).into()),
+                    ("latency p50 / p90", format!("{:.1} / {:.1} ms", report.p50_ms, report.p90_ms).into()),
+                    ("latency p99 / p99.9 / max", format!("{:.1} / {:.1} / {:.1} ms", report.p99_ms, report.p999_ms, report.max_ms).into()),
+                    ("failed batches", report.failed_batches.into()),
+                    (
+                        "crypto limit",
+                        format!(
+                            "{:.0} payments/s ({:.0} signatures/s on all cores / {} checks per payment)",
+                            report.crypto_limit_per_s,
+                            report.signatures_per_s_all_cores,
+                            report.signature_checks_per_payment
+                        )
+                        .into(),
+                    ),
+                    ("throughput / crypto limit", format!("{:.1}%", 100.0 * report.ratio()).into()),
+                ];
+                for (k, v) in &report.verdicts {
+                    rows.push((k.as_str(), (*v).into()));
+                }
+                out.fields(rows);
+            }
+            Ok(())
+        }
         Commands::Demo(a) => {
-            let summary = crate::demo::run(a.to_options(cli.json)).await?;
+            let endpoints = if cli.endpoints.is_empty() && cli.cluster_dir.is_none() {
+                None
+            } else {
+                Some(cli.endpoints()?)
+            };
+            let summary = crate::demo::run(a.to_options(cli.json, endpoints)).await?;
             if cli.json {
                 out.json(&summary.to_json());
             }

@@ -2,8 +2,9 @@
 //! terminal, submit (a double spend caught), queries, settle, cluster down.
 
 use std::path::Path;
+use std::time::Duration;
 
-use super::*;
+use super::{CLI, Command, must_node_binary, processes_mentioning};
 
 /// Runs `spentledger --json ARGS` in `dir` and returns its JSON output.
 fn must_run(dir: &Path, args: &[&str]) -> serde_json::Value {
@@ -196,6 +197,15 @@ fn cli_issue_pay_verify_submit_catch_a_double_spend_settle_and_tear_down() {
     let retried = must_run(dir, &["submit", "p1.payment"]);
     assert_eq!(retried["results"][0]["verdict"], "DUPLICATE");
 
+    eprintln!("--- the contested token's nullifier is spent, by the first payment");
+    let nullifier = submitted["results"][1]["double_spend"]["nullifier"]
+        .as_str()
+        .expect("nullifier")
+        .to_owned();
+    let checked = must_run(dir, &["nullifier", "check", &nullifier]);
+    assert_eq!(checked[0]["spent"], true);
+    assert_eq!(checked[0]["tx_id"], tx.as_str());
+
     eprintln!("--- queries");
     let got = must_run(dir, &["payment", "get", &tx]);
     assert_eq!(got["amount"], 120);
@@ -213,7 +223,7 @@ fn cli_issue_pay_verify_submit_catch_a_double_spend_settle_and_tear_down() {
     let state = must_run(dir, &["certificate", "get", &cert]);
     assert_eq!(state["revoked"], true);
 
-    eprintln!("--- the issuer settles the certificate early");
+    eprintln!("--- the issuer settles the certificate early (its nullifiers are compacted)");
     let settled = must_run(
         dir,
         &[
@@ -233,6 +243,111 @@ fn cli_issue_pay_verify_submit_catch_a_double_spend_settle_and_tear_down() {
                 + settled["held"].as_u64().unwrap_or(0)
                 + settled["refund (unspent)"].as_u64().unwrap_or(0)
         )
+    );
+
+    let compacted = must_run(dir, &["nullifier", "check", &nullifier]);
+    assert_eq!(
+        compacted[0]["spent"], false,
+        "a settled certificate's nullifiers are compacted (later payments under it are refused anyway)"
+    );
+
+    eprintln!("--- a second issuer key is registered; a device under it is revoked");
+    must_run(
+        dir,
+        &[
+            "issuer",
+            "keygen",
+            "--key-id",
+            "bank-b",
+            "--out",
+            "b.key.json",
+            "--public-out",
+            "b.pub.json",
+        ],
+    );
+    let registered = must_run(dir, &["issuer", "register-key", "b.pub.json"]);
+    assert_eq!(registered[0]["outcome"], "registered");
+    must_run(
+        dir,
+        &[
+            "issuer",
+            "issue",
+            "--key",
+            "b.key.json",
+            "--wallet-id",
+            "bob",
+            "--balance",
+            "100",
+            "--out",
+            "bob.json",
+        ],
+    );
+    let revocation = must_run(
+        dir,
+        &[
+            "issuer",
+            "revoke",
+            "--device",
+            "bob.json",
+            "--reason",
+            "lost-or-stolen",
+        ],
+    );
+    assert_eq!(revocation["reason"], "REVOCATION_REASON_LOST_OR_STOLEN");
+    assert_eq!(revocation["sequence"], 2);
+
+    eprintln!("--- operators: snapshot, leadership transfer, remove and re-add a member");
+    must_run(dir, &["snapshot"]);
+    let before = must_run(dir, &["status"]);
+    let leader = before["nodes"][0]["leader_id"].as_u64().expect("leader");
+    let target = if leader == 3 { 2 } else { 3 };
+    must_run(dir, &["leader", "transfer", &target.to_string()]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = must_run(dir, &["status"]);
+        if now["nodes"][0]["leader_id"].as_u64() == Some(target) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leadership never moved to {target}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let removable = if target == 1 { 2 } else { 1 };
+    let address = before["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["node_id"] == removable)
+        .and_then(|n| n["address"].as_str())
+        .expect("address")
+        .to_owned();
+    let removed = must_run(dir, &["members", "remove", &removable.to_string()]);
+    assert!(
+        !removed["members"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("{removable}=")),
+        "{removed}"
+    );
+    must_run(dir, &["members", "add", &removable.to_string(), &address]);
+    let promoted = must_run(dir, &["members", "promote", &removable.to_string()]);
+    assert!(
+        promoted["members"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("{removable}={address}")),
+        "{promoted}"
+    );
+
+    eprintln!("--- the demo runs against this running cluster");
+    let demo = must_run(dir, &["demo", "--devices", "60", "--conflict-every", "20"]);
+    assert_eq!(demo["double_spends"], demo["planned_double_spends"]);
+    assert_eq!(demo["digests_equal"], true);
+    assert!(
+        demo["leader_killed"].is_null(),
+        "never kills what it did not start"
     );
 
     eprintln!("--- every node at the same index and digest; then down, nothing left running");

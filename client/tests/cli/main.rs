@@ -339,3 +339,53 @@ async fn the_revocation_watcher_resumes_after_losing_its_node_missing_and_repeat
     assert_eq!(watcher.last_sequence(), 3);
     cluster.stop();
 }
+
+#[test]
+fn bench_measures_a_local_cluster_and_writes_csv() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let csv = dir.path().join("bench.csv");
+    for mode in [["--mode", "closed"], ["--mode", "rate"]] {
+        let out = Command::new(CLI)
+            .args(["--json", "bench"])
+            .args(mode)
+            .args([
+                "--rate",
+                "2000",
+                "--payments",
+                "600",
+                "--devices",
+                "60",
+                "--gateways",
+                "4",
+                "--batch",
+                "50",
+                "--double-spend-share",
+                "0.1",
+            ])
+            .arg("--csv")
+            .arg(&csv)
+            .env("SPENTLEDGER_NODE_BIN", must_node_binary())
+            .output()
+            .expect("run bench");
+        assert!(
+            out.status.success(),
+            "bench {mode:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+        eprintln!("{report}");
+        assert_eq!(report["payments"], 600, "every payment answered");
+        assert_eq!(report["failed_batches"], 0);
+        // Every 10th payment from the 10th re-spends its predecessor's tokens.
+        assert_eq!(report["verdicts"]["DOUBLE_SPEND"], 59);
+        assert_eq!(report["verdicts"]["ACCEPTED"], 541);
+        assert!(report["crypto_limit_per_s"].as_f64().unwrap_or(0.0) > 0.0);
+        assert!(
+            report["p99_ms"].as_f64().unwrap_or(0.0) >= report["p50_ms"].as_f64().unwrap_or(0.0)
+        );
+    }
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and one row per run: {text}");
+    assert!(lines[0].starts_with("mode,gateways,batch"));
+}

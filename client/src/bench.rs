@@ -1,0 +1,662 @@
+//! `spentledger bench`: a load generator for settlement throughput and
+//! submit-to-verdict latency, with the machine's crypto limit measured in
+//! the same run.
+//!
+//! Payments are generated (and signed) before timing starts. Closed-loop
+//! mode keeps every gateway busy; fixed-rate mode releases batches on a
+//! schedule and measures latency from each batch's scheduled start, so a
+//! stalled cluster shows up as latency rather than as a slower schedule
+//! (no coordinated omission).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
+use spentledger_protocol::types::{Currency, IdText};
+use spentledger_protocol::{Payment, Verdict, pb};
+
+use crate::gateway::{Gateway, GatewayConfig, GatewayError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoadMode {
+    /// Every gateway submits its next batch as soon as the last is answered.
+    Closed,
+    /// Batches start on a fixed schedule (`--rate` payments/s).
+    Rate,
+}
+
+/// `spentledger bench` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value_t = LoadMode::Closed)]
+    pub mode: LoadMode,
+    /// Target payments per second (rate mode).
+    #[arg(long, default_value_t = 5_000)]
+    pub rate: u64,
+    /// Concurrent gateways (closed mode) or batches in flight at most (rate mode).
+    #[arg(long, default_value_t = 16)]
+    pub gateways: usize,
+    /// Payments per batch.
+    #[arg(long, default_value_t = 1_000)]
+    pub batch: usize,
+    /// Token inputs per payment.
+    #[arg(long, default_value_t = 2)]
+    pub inputs: usize,
+    /// Distinct payer devices.
+    #[arg(long, default_value_t = 10_000)]
+    pub devices: usize,
+    /// Payments in the run (generated before timing starts).
+    #[arg(long, default_value_t = 100_000)]
+    pub payments: usize,
+    /// Stop after this many seconds even if payments remain.
+    #[arg(long)]
+    pub duration_s: Option<u64>,
+    /// Share of payments that re-spend another payment's tokens (0..=0.5).
+    #[arg(long, default_value_t = 0.0)]
+    pub double_spend_share: f64,
+    /// Issuer secret key whose public key the cluster trusts (with
+    /// --endpoints); without --endpoints a local 3-node cluster is started.
+    #[arg(long)]
+    pub issuer_key: Option<PathBuf>,
+    /// Stop this node of the local cluster before the run (1-based).
+    #[arg(long)]
+    pub stop_node: Option<usize>,
+    /// Append the results as a CSV row to this file (header when new).
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Path of the spentledger-node binary for the local cluster.
+    #[arg(long, env = "SPENTLEDGER_NODE_BIN")]
+    pub node_bin: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{0}")]
+    Options(String),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    Cluster(#[from] crate::local_cluster::ClusterError),
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// One run's figures.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    pub mode: LoadMode,
+    pub gateways: usize,
+    pub batch: usize,
+    pub inputs: usize,
+    pub payments: usize,
+    pub elapsed_s: f64,
+    pub throughput_per_s: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub verdicts: BTreeMap<String, usize>,
+    pub failed_batches: usize,
+    pub signatures_per_s_all_cores: f64,
+    pub signature_checks_per_payment: usize,
+    pub crypto_limit_per_s: f64,
+}
+
+impl BenchReport {
+    pub fn ratio(&self) -> f64 {
+        if self.crypto_limit_per_s > 0.0 {
+            self.throughput_per_s / self.crypto_limit_per_s
+        } else {
+            0.0
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "mode": format!("{:?}", self.mode).to_lowercase(),
+            "gateways": self.gateways, "batch": self.batch, "inputs": self.inputs,
+            "payments": self.payments, "elapsed_s": self.elapsed_s,
+            "throughput_per_s": self.throughput_per_s,
+            "p50_ms": self.p50_ms, "p90_ms": self.p90_ms, "p99_ms": self.p99_ms,
+            "p999_ms": self.p999_ms, "max_ms": self.max_ms,
+            "verdicts": self.verdicts, "failed_batches": self.failed_batches,
+            "signatures_per_s_all_cores": self.signatures_per_s_all_cores,
+            "signature_checks_per_payment": self.signature_checks_per_payment,
+            "crypto_limit_per_s": self.crypto_limit_per_s,
+            "ratio_to_crypto_limit": self.ratio(),
+        })
+    }
+
+    pub const CSV_HEADER: &'static str = "mode,gateways,batch,inputs,payments,elapsed_s,throughput_per_s,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,accepted,duplicate,double_spend,rejected,failed_batches,crypto_limit_per_s,ratio";
+
+    pub fn csv_row(&self) -> String {
+        let v = |k: &str| self.verdicts.get(k).copied().unwrap_or(0);
+        format!(
+            "{:?},{},{},{},{},{:.3},{:.1},{:.2},{:.2},{:.2},{:.2},{:.2},{},{},{},{},{},{:.1},{:.4}",
+            self.mode,
+            self.gateways,
+            self.batch,
+            self.inputs,
+            self.payments,
+            self.elapsed_s,
+            self.throughput_per_s,
+            self.p50_ms,
+            self.p90_ms,
+            self.p99_ms,
+            self.p999_ms,
+            self.max_ms,
+            v("ACCEPTED"),
+            v("DUPLICATE"),
+            v("DOUBLE_SPEND"),
+            v("REJECTED"),
+            self.failed_batches,
+            self.crypto_limit_per_s,
+            self.ratio()
+        )
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn id(text: &str) -> IdText {
+    IdText::new("id", text).expect("bench ids are short ASCII")
+}
+
+fn seed_for(label: &str, n: u64) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("spentledger bench seed");
+    h.update(label.as_bytes());
+    h.update(&n.to_le_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// ed25519 batch verifications per second on all cores, measured for about
+/// `measure` with 64-signature batches (the ingress batch size).
+pub fn measure_signatures_per_s(measure: Duration) -> f64 {
+    const BATCH: usize = 64;
+    let keys: Vec<SigningKey> = (0..BATCH)
+        .map(|i| SigningKey::from_bytes(&seed_for("sig-key", i as u64)))
+        .collect();
+    let messages: Vec<Vec<u8>> = (0..BATCH)
+        .map(|i| seed_for("sig-msg", i as u64).to_vec())
+        .collect();
+    let signatures: Vec<ed25519_dalek::Signature> =
+        keys.iter().zip(&messages).map(|(k, m)| k.sign(m)).collect();
+    let public: Vec<VerifyingKey> = keys.iter().map(SigningKey::verifying_key).collect();
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = Instant::now();
+    let total: usize = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = 0;
+                    while started.elapsed() < measure {
+                        if ed25519_dalek::verify_batch(&refs, &signatures, &public).is_ok() {
+                            done += BATCH;
+                        }
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a verification thread does not panic"))
+            .sum()
+    });
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Signs `count` payments of `inputs` tokens each from `devices` devices;
+/// `double_spend_share` of them re-spend an earlier payment's tokens.
+pub fn generate(
+    issuer: &Issuer,
+    devices: usize,
+    count: usize,
+    inputs: usize,
+    double_spend_share: f64,
+    progress: &ProgressBar,
+) -> Result<Vec<Payment>, BenchError> {
+    let per_device = count.div_ceil(devices.max(1));
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let device_ids: Vec<usize> = (0..devices).collect();
+    let chunk = devices.div_ceil(threads).max(1);
+    let issued_at = now_ms() - 3_600_000;
+    let made: Vec<Result<Vec<Payment>, BenchError>> = std::thread::scope(|s| {
+        let workers: Vec<_> = device_ids
+            .chunks(chunk)
+            .map(|ids| {
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for &d in ids {
+                        let seed = seed_for("device", d as u64);
+                        // One token of value 1 per input of each payment,
+                        // plus spare: denominations split the limit.
+                        let issued = issuer
+                            .issue(
+                                &IssuancePolicy::default(),
+                                &IssuanceRequest {
+                                    wallet_id: id(&format!("bench-{d:07}")),
+                                    device_key: Wallet::device_key_for(&seed),
+                                    currency: Currency::new("c", "EUR")
+                                        .expect("EUR is a currency"),
+                                    balance: 50_000,
+                                    credit_line: 0,
+                                    issued_at_ms: issued_at,
+                                },
+                            )
+                            .map_err(|e| BenchError::Setup(e.to_string()))?;
+                        let wallet = Wallet::new(seed, issued.certificate, issued.tokens)
+                            .map_err(|e| BenchError::Setup(e.to_string()))?;
+                        let tokens = wallet.tokens().len();
+                        for k in 0..per_device {
+                            let first = k * inputs;
+                            if first + inputs > tokens {
+                                return Err(BenchError::Options(format!(
+                                    "{per_device} payments of {inputs} inputs need more tokens than a device has ({tokens}); add --devices"
+                                )));
+                            }
+                            let indices: Vec<u32> =
+                                (first..first + inputs).map(|i| i as u32).collect();
+                            let payment = wallet
+                                .sign_payment(
+                                    &indices,
+                                    k as u64,
+                                    &id(&format!("merchant-{:03}", (d + k) % 100)),
+                                    seed_for("challenge", (d * 1_000 + k) as u64),
+                                    now_ms(),
+                                )
+                                .map_err(|e| BenchError::Setup(e.to_string()))?;
+                            out.push(payment);
+                            progress.inc(1);
+                        }
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a generator thread does not panic"))
+            .collect()
+    });
+    let mut payments = Vec::with_capacity(count);
+    for part in made {
+        payments.extend(part?);
+    }
+    payments.truncate(count);
+    // Replace a share with re-spends of an earlier payment's tokens (another
+    // counter and merchant): the ledger must answer DOUBLE_SPEND.
+    let every = if double_spend_share > 0.0 {
+        (1.0 / double_spend_share).round().max(2.0) as usize
+    } else {
+        0
+    };
+    if every > 0 {
+        for i in (every..payments.len()).step_by(every) {
+            let original = payments[i - 1].clone();
+            let mut twin = original.clone();
+            twin.counter += 1_000_000;
+            twin.payee_id = id("merchant-twin");
+            // Unsigned for the new fields, so re-sign as the device would.
+            let d = original.certificate.wallet_id.as_str()["bench-".len()..]
+                .parse::<u64>()
+                .unwrap_or(0);
+            let key = SigningKey::from_bytes(&seed_for("device", d));
+            twin.device_signature = key.sign(&twin.signing_message()).to_bytes();
+            payments[i] = twin;
+        }
+    }
+    Ok(payments)
+}
+
+/// A payment from a device of its own, to learn when the cluster accepts
+/// the issuer's certificates.
+fn probe(issuer: &Issuer) -> Result<Payment, BenchError> {
+    let seed = seed_for("probe-device", 0);
+    let issued = issuer
+        .issue(
+            &IssuancePolicy::default(),
+            &IssuanceRequest {
+                wallet_id: id("bench-probe"),
+                device_key: Wallet::device_key_for(&seed),
+                currency: Currency::new("c", "EUR").expect("EUR is a currency"),
+                balance: 100,
+                credit_line: 0,
+                issued_at_ms: now_ms() - 3_600_000,
+            },
+        )
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let mut wallet = Wallet::new(seed, issued.certificate, issued.tokens)
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    wallet
+        .pay(
+            1,
+            &id("bench-probe"),
+            seed_for("probe-challenge", 0),
+            now_ms(),
+        )
+        .map_err(|e| BenchError::Setup(e.to_string()))
+}
+
+fn verdict_name(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Accepted => "ACCEPTED",
+        Verdict::Duplicate => "DUPLICATE",
+        Verdict::DoubleSpend => "DOUBLE_SPEND",
+        Verdict::Rejected(_) => "REJECTED",
+    }
+}
+
+struct Shared {
+    histogram: Mutex<Histogram<u64>>,
+    verdicts: Mutex<BTreeMap<String, usize>>,
+    failed: AtomicUsize,
+    answered: AtomicUsize,
+}
+
+impl Shared {
+    fn record(&self, latency: Duration, result: Result<pb::SubmitBatchResponse, GatewayError>) {
+        match result {
+            Ok(response) => {
+                let micros = u64::try_from(latency.as_micros())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                let mut h = self.histogram.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = h.record_n(micros, response.results.len() as u64);
+                drop(h);
+                let mut v = self.verdicts.lock().unwrap_or_else(|p| p.into_inner());
+                for r in &response.results {
+                    let name = Verdict::from_wire(r.verdict, r.reject_reason)
+                        .map(|v| verdict_name(&v))
+                        .unwrap_or("REJECTED");
+                    *v.entry(name.to_owned()).or_default() += 1;
+                }
+                self.answered
+                    .fetch_add(response.results.len(), Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "batch failed");
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Submits the pre-built `batches` to `endpoints` and measures.
+async fn drive(
+    args: &BenchArgs,
+    endpoints: &[String],
+    batches: Vec<pb::SubmitBatchRequest>,
+    progress: &ProgressBar,
+) -> Result<(f64, Shared), BenchError> {
+    let shared = Arc::new(Shared {
+        histogram: Mutex::new(
+            Histogram::new_with_bounds(1, 600_000_000, 3)
+                .map_err(|e| BenchError::Setup(e.to_string()))?,
+        ),
+        verdicts: Mutex::new(BTreeMap::new()),
+        failed: AtomicUsize::new(0),
+        answered: AtomicUsize::new(0),
+    });
+    let batches = Arc::new(batches);
+    let next = Arc::new(AtomicUsize::new(0));
+    let deadline = args
+        .duration_s
+        .map(|s| Instant::now() + Duration::from_secs(s));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    match args.mode {
+        LoadMode::Closed => {
+            for g in 0..args.gateways {
+                let mut order = endpoints.to_vec();
+                let n = order.len();
+                order.rotate_left(g % n);
+                let mut config = GatewayConfig::new(order);
+                config.batch_payments_max = args.batch.max(1);
+                let gateway = Gateway::new(config)?;
+                let (batches, next, shared, progress) = (
+                    batches.clone(),
+                    next.clone(),
+                    shared.clone(),
+                    progress.clone(),
+                );
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            return;
+                        }
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(batch) = batches.get(i) else { return };
+                        let t = Instant::now();
+                        let result = gateway.submit_batch(batch.clone()).await;
+                        shared.record(t.elapsed(), result);
+                        progress.inc(batch.payments.len() as u64);
+                    }
+                }));
+            }
+        }
+        LoadMode::Rate => {
+            let per_batch = Duration::from_secs_f64(args.batch as f64 / args.rate.max(1) as f64);
+            let in_flight = Arc::new(tokio::sync::Semaphore::new(args.gateways.max(1)));
+            let mut config = GatewayConfig::new(endpoints.to_vec());
+            config.batch_payments_max = args.batch.max(1);
+            let gateway = Arc::new(Gateway::new(config)?);
+            for (i, batch) in batches.iter().enumerate() {
+                let scheduled = started + per_batch.mul_f64(i as f64);
+                if deadline.is_some_and(|d| scheduled >= d) {
+                    break;
+                }
+                tokio::time::sleep_until(scheduled.into()).await;
+                let permit = in_flight
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
+                let (gateway, shared, progress, batch) = (
+                    gateway.clone(),
+                    shared.clone(),
+                    progress.clone(),
+                    batch.clone(),
+                );
+                tasks.push(tokio::spawn(async move {
+                    let result = gateway.submit_batch(batch.clone()).await;
+                    // From the scheduled start: waiting for a slot counts.
+                    shared.record(scheduled.elapsed(), result);
+                    progress.inc(batch.payments.len() as u64);
+                    drop(permit);
+                }));
+            }
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let shared = Arc::try_unwrap(shared)
+        .map_err(|_| BenchError::Setup("a submit task outlived the run".into()))?;
+    Ok((elapsed, shared))
+}
+
+/// The whole run: cluster (given or local), generation, crypto limit,
+/// load, report.
+pub async fn run(
+    args: &BenchArgs,
+    endpoints: Option<Vec<String>>,
+    quiet: bool,
+) -> Result<BenchReport, BenchError> {
+    if args.batch == 0 || args.batch > 10_000 || args.gateways == 0 || args.gateways > 1_024 {
+        return Err(BenchError::Options(
+            "batch 1..=10000, gateways 1..=1024".into(),
+        ));
+    }
+    if args.inputs == 0 || args.inputs > spentledger_protocol::limits::INPUTS_PER_PAYMENT_MAX {
+        return Err(BenchError::Options("inputs 1..=64".into()));
+    }
+    if args.devices == 0 || args.payments == 0 || !(0.0..=0.5).contains(&args.double_spend_share) {
+        return Err(BenchError::Options(
+            "devices and payments at least 1, double-spend-share 0..=0.5".into(),
+        ));
+    }
+    let say = |t: &str| {
+        if !quiet {
+            eprintln!("{t}");
+        }
+    };
+    let mut local = None;
+    let _temp;
+    let (issuer, endpoints) = match endpoints {
+        Some(e) => {
+            let key = args.issuer_key.as_ref().ok_or_else(|| {
+                BenchError::Options("--issuer-key is required with --endpoints".into())
+            })?;
+            (crate::files::IssuerKeyFile::load(key)?, e)
+        }
+        None => {
+            let issuer = Issuer::from_seed(id("bank-bench"), seed_for("issuer", 0), 0, u64::MAX);
+            let entry = crate::files::PublicKeyEntry::from_key(&issuer.issuer_key());
+            let genesis = serde_json::to_string(&[entry]).expect("keys serialize");
+            _temp = tempfile::Builder::new()
+                .prefix("spentledger-bench-")
+                .tempdir()?;
+            say(&format!(
+                "--- local 3-node cluster in {}",
+                _temp.path().display()
+            ));
+            let bin = crate::local_cluster::find_node_binary(args.node_bin.clone())?;
+            let cluster =
+                crate::local_cluster::LocalCluster::start(bin, _temp.path(), 3, &genesis)?;
+            for i in 0..3 {
+                cluster.wait_ready(i, Duration::from_secs(60)).await?;
+            }
+            let e = cluster.addrs.iter().map(|a| a.to_string()).collect();
+            local = Some(cluster);
+            (issuer, e)
+        }
+    };
+    let bar = |len: usize, what: &str| {
+        let p = if quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(len as u64)
+        };
+        p.set_style(
+            ProgressStyle::with_template(&format!(
+                "    {{bar:40}} {{pos}}/{{len}} {what} [{{elapsed}}]"
+            ))
+            .expect("the template is valid"),
+        );
+        p
+    };
+
+    say(&format!(
+        "--- generating {} payments ({} inputs, {} devices)",
+        args.payments, args.inputs, args.devices
+    ));
+    let progress = bar(args.payments, "signed");
+    let payments = generate(
+        &issuer,
+        args.devices,
+        args.payments,
+        args.inputs,
+        args.double_spend_share,
+        &progress,
+    )?;
+    progress.finish_and_clear();
+    // The probe waits until the issuer key is usable (genesis registration).
+    let probe_gateway = Gateway::new(GatewayConfig::new(endpoints.clone()))?;
+    let probe_payment = vec![probe(&issuer)?];
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = probe_gateway.submit(&probe_payment).await?;
+        if v.first()
+            .is_some_and(|v| v.is_settled() || v.verdict == Verdict::DoubleSpend)
+        {
+            break;
+        }
+        if Instant::now() > ready_by {
+            return Err(BenchError::Setup(format!(
+                "the cluster does not accept the issuer's payments: {:?}",
+                v.first().map(|v| v.verdict)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if let (Some(cluster), Some(n)) = (local.as_mut(), args.stop_node) {
+        if n == 0 || n > cluster.size() {
+            return Err(BenchError::Options(format!(
+                "--stop-node 1..={}",
+                cluster.size()
+            )));
+        }
+        say(&format!("--- stopping node {n}"));
+        cluster.kill(n - 1)?;
+    }
+
+    say("--- measuring the crypto limit (ed25519 batch verification, all cores, 2 s)");
+    let signatures_per_s = measure_signatures_per_s(Duration::from_secs(2));
+    let replicas = endpoints.len();
+    let checks = 1 + replicas;
+
+    let batches: Vec<pb::SubmitBatchRequest> = payments
+        .chunks(args.batch)
+        .enumerate()
+        .map(|(i, c)| pb::SubmitBatchRequest {
+            batch_id: i as u64,
+            payments: c.iter().map(pb::Payment::from).collect(),
+        })
+        .collect();
+    say(&format!(
+        "--- load: {:?}, {} gateways, batches of {}",
+        args.mode, args.gateways, args.batch
+    ));
+    let progress = bar(args.payments, "payments");
+    let (elapsed, shared) = drive(args, &endpoints, batches, &progress).await?;
+    progress.finish_and_clear();
+    if let Some(mut cluster) = local {
+        cluster.stop();
+    }
+    let h = shared
+        .histogram
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1_000.0;
+    let answered = shared.answered.load(Ordering::Relaxed);
+    Ok(BenchReport {
+        mode: args.mode,
+        gateways: args.gateways,
+        batch: args.batch,
+        inputs: args.inputs,
+        payments: answered,
+        elapsed_s: elapsed,
+        throughput_per_s: answered as f64 / elapsed.max(1e-9),
+        p50_ms: ms(0.5),
+        p90_ms: ms(0.9),
+        p99_ms: ms(0.99),
+        p999_ms: ms(0.999),
+        max_ms: h.max() as f64 / 1_000.0,
+        verdicts: shared
+            .verdicts
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner()),
+        failed_batches: shared.failed.load(Ordering::Relaxed),
+        signatures_per_s_all_cores: signatures_per_s,
+        signature_checks_per_payment: checks,
+        crypto_limit_per_s: signatures_per_s / checks as f64,
+    })
+}
