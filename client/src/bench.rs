@@ -325,35 +325,6 @@ pub fn generate(
     Ok(payments)
 }
 
-/// A payment from a device of its own, to learn when the cluster accepts
-/// the issuer's certificates.
-fn probe(issuer: &Issuer) -> Result<Payment, BenchError> {
-    let seed = seed_for("probe-device", 0);
-    let issued = issuer
-        .issue(
-            &IssuancePolicy::default(),
-            &IssuanceRequest {
-                wallet_id: id("bench-probe"),
-                device_key: Wallet::device_key_for(&seed),
-                currency: Currency::new("c", "EUR").expect("EUR is a currency"),
-                balance: 100,
-                credit_line: 0,
-                issued_at_ms: now_ms() - 3_600_000,
-            },
-        )
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
-    let mut wallet = Wallet::new(seed, issued.certificate, issued.tokens)
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
-    wallet
-        .pay(
-            1,
-            &id("bench-probe"),
-            seed_for("probe-challenge", 0),
-            now_ms(),
-        )
-        .map_err(|e| BenchError::Setup(e.to_string()))
-}
-
 fn verdict_name(v: &Verdict) -> &'static str {
     match v {
         Verdict::Accepted => "ACCEPTED",
@@ -578,25 +549,9 @@ pub async fn run(
         &progress,
     )?;
     progress.finish_and_clear();
-    // The probe waits until the issuer key is usable (genesis registration).
-    let probe_gateway = Gateway::new(GatewayConfig::new(endpoints.clone()))?;
-    let probe_payment = vec![probe(&issuer)?];
-    let ready_by = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = probe_gateway.submit(&probe_payment).await?;
-        if v.first()
-            .is_some_and(|v| v.is_settled() || v.verdict == Verdict::DoubleSpend)
-        {
-            break;
-        }
-        if Instant::now() > ready_by {
-            return Err(BenchError::Setup(format!(
-                "the cluster does not accept the issuer's payments: {:?}",
-                v.first().map(|v| v.verdict)
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    Gateway::new(GatewayConfig::new(endpoints.clone()))?
+        .wait_for_issuer_key(&issuer, Duration::from_secs(30))
+        .await?;
     if let (Some(cluster), Some(n)) = (local.as_mut(), args.stop_node) {
         if n == 0 || n > cluster.size() {
             return Err(BenchError::Options(format!(

@@ -403,7 +403,9 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
             (Some(cluster), endpoints)
         }
     };
-    wait_for_genesis_key(&issuer, &endpoints).await?;
+    Gateway::new(GatewayConfig::new(endpoints.clone()))?
+        .wait_for_issuer_key(&issuer, Duration::from_secs(30))
+        .await?;
 
     say(
         quiet,
@@ -626,52 +628,6 @@ async fn register_key(issuer: &Issuer, endpoints: &[String]) -> Result<(), DemoE
                 Err(s) if Instant::now() > deadline => return Err(s.into()),
                 Err(_) => {}
             }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The bootstrapping node registers the genesis issuer key right after the
-/// first election; until that entry is applied payments are rejected
-/// UNKNOWN_ISSUER_KEY (nothing recorded). A probe device pays once, retried
-/// until its payment is accepted.
-async fn wait_for_genesis_key(issuer: &Issuer, endpoints: &[String]) -> Result<(), DemoError> {
-    let seed = entropy("probe-device", 0);
-    let issued = issuer
-        .issue(
-            &IssuancePolicy::default(),
-            &IssuanceRequest {
-                wallet_id: id("wallet-probe"),
-                device_key: Wallet::device_key_for(&seed),
-                currency: Currency::new("c", "EUR").expect("EUR is a valid currency"),
-                balance: 1_000,
-                credit_line: 0,
-                issued_at_ms: now_ms() - 3_600_000,
-            },
-        )
-        .map_err(|e| DemoError::Issue(e.to_string()))?;
-    let mut wallet = Wallet::new(seed, issued.certificate, issued.tokens)
-        .map_err(|e| DemoError::Issue(e.to_string()))?;
-    let probe = wallet
-        .pay(
-            10,
-            &id("merchant-probe"),
-            entropy("probe", 0),
-            now_ms() - 1_000,
-        )
-        .map_err(|e| DemoError::Issue(e.to_string()))?;
-    let gateway = Gateway::new(GatewayConfig::new(endpoints.to_vec()))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let verdict = gateway.submit(std::slice::from_ref(&probe)).await?;
-        if verdict.first().is_some_and(PaymentVerdict::is_settled) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(DemoError::Check(format!(
-                "the genesis issuer key was not registered within 30 s: {:?}",
-                verdict.first().map(|v| v.verdict)
-            )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

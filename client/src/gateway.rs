@@ -59,6 +59,8 @@ pub enum GatewayError {
     Refused(tonic::Status),
     #[error("gave up after {attempts} attempts; last error: {last}")]
     Exhausted { attempts: u32, last: tonic::Status },
+    #[error("probe: {0}")]
+    Probe(String),
     #[error("the cluster answered {got} results for {sent} payments")]
     ShortAnswer { sent: usize, got: usize },
 }
@@ -179,6 +181,63 @@ impl Gateway {
             },
         };
         self.preferred.store(i, Ordering::Relaxed);
+    }
+
+    /// Waits until the cluster accepts certificates signed by `issuer` (a new
+    /// cluster registers its genesis keys right after the first election;
+    /// until then payments are rejected UNKNOWN_ISSUER_KEY with nothing
+    /// recorded). A probe device of the issuer's own pays 1 unit, retried.
+    pub async fn wait_for_issuer_key(
+        &self,
+        issuer: &spentledger_protocol::sim::Issuer,
+        timeout: Duration,
+    ) -> Result<(), GatewayError> {
+        use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Wallet};
+        use spentledger_protocol::types::{Currency, IdText};
+        let probe_error = |e: String| GatewayError::Probe(e);
+        let key_id = issuer.issuer_key().key_id;
+        let mut seed = *blake3::Hasher::new_derive_key("spentledger gateway probe device")
+            .update(key_id.as_str().as_bytes())
+            .finalize()
+            .as_bytes();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        // A fresh probe device per call, so a probe never double-spends.
+        seed[..8].copy_from_slice(&now_ms.to_le_bytes());
+        let probe_id = IdText::new("wallet_id", "gateway-probe").expect("a valid id");
+        let issued = issuer
+            .issue(
+                &IssuancePolicy::default(),
+                &IssuanceRequest {
+                    wallet_id: probe_id.clone(),
+                    device_key: Wallet::device_key_for(&seed),
+                    currency: Currency::new("currency", "EUR").expect("a valid currency"),
+                    balance: 1,
+                    credit_line: 0,
+                    issued_at_ms: now_ms.saturating_sub(60_000),
+                },
+            )
+            .map_err(|e| probe_error(e.to_string()))?;
+        let payment = Wallet::new(seed, issued.certificate, issued.tokens)
+            .map_err(|e| probe_error(e.to_string()))?
+            .pay(1, &probe_id, seed, now_ms)
+            .map_err(|e| probe_error(e.to_string()))?;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let verdict = self.submit(std::slice::from_ref(&payment)).await?;
+            let last = verdict.first().map(|v| v.verdict);
+            if verdict.first().is_some_and(PaymentVerdict::is_settled) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(probe_error(format!(
+                    "the cluster does not accept {}'s certificates after {timeout:?}: {last:?}",
+                    key_id.as_str()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Submits `payments` in batches of at most `batch_payments_max`, and

@@ -144,19 +144,10 @@ impl Outbox {
 
     /// Batches stored and not yet answered, oldest first.
     pub fn pending(&self) -> Result<Vec<PendingBatch>, OutboxError> {
-        list(&self.pending_dir, "batch")?
+        Ok(read_all(&self.pending_dir, "batch")?
             .into_iter()
-            .map(|(sequence, path)| {
-                let bytes = std::fs::read(&path).map_err(io(&path))?;
-                let request = pb::SubmitBatchRequest::decode(bytes.as_slice()).map_err(|e| {
-                    OutboxError::Corrupt {
-                        path: path.display().to_string(),
-                        problem: e.to_string(),
-                    }
-                })?;
-                Ok(PendingBatch { sequence, request })
-            })
-            .collect()
+            .map(|(sequence, request)| PendingBatch { sequence, request })
+            .collect())
     }
 
     /// Stores the ledger's answer for `batch`, then forgets the batch.
@@ -203,18 +194,27 @@ impl Outbox {
 
     /// Answered batches, oldest first.
     pub fn done(&self) -> Result<Vec<DoneBatch>, OutboxError> {
-        list(&self.done_dir, "result")?
+        Ok(read_all(&self.done_dir, "result")?
             .into_iter()
-            .map(|(sequence, path)| {
-                let bytes = std::fs::read(&path).map_err(io(&path))?;
-                let response = pb::SubmitBatchResponse::decode(bytes.as_slice()).map_err(|e| {
-                    OutboxError::Corrupt {
-                        path: path.display().to_string(),
-                        problem: e.to_string(),
-                    }
-                })?;
-                Ok(DoneBatch { sequence, response })
-            })
-            .collect()
+            .map(|(sequence, response)| DoneBatch { sequence, response })
+            .collect())
     }
+}
+
+/// Every `<seq>.<extension>` message in `dir`, in sequence order.
+fn read_all<M: Message + Default>(
+    dir: &Path,
+    extension: &str,
+) -> Result<Vec<(u64, M)>, OutboxError> {
+    list(dir, extension)?
+        .into_iter()
+        .map(|(sequence, path)| {
+            let bytes = std::fs::read(&path).map_err(io(&path))?;
+            let message = M::decode(bytes.as_slice()).map_err(|e| OutboxError::Corrupt {
+                path: path.display().to_string(),
+                problem: e.to_string(),
+            })?;
+            Ok((sequence, message))
+        })
+        .collect()
 }

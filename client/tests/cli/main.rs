@@ -184,18 +184,11 @@ async fn must_start_cluster(dir: &std::path::Path, issuer: &Issuer) -> (LocalClu
     (cluster, endpoints)
 }
 
-/// Submits a probe payment until the genesis issuer key is applied
-/// (payments before it are rejected UNKNOWN_ISSUER_KEY, nothing recorded).
 async fn must_wait_for_genesis_key(gateway: &Gateway, issuer: &Issuer) {
-    let probe = payments(issuer, 10_000..10_001);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !gateway.submit(&probe).await.expect("probe")[0].is_settled() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "genesis key never applied"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    gateway
+        .wait_for_issuer_key(issuer, Duration::from_secs(30))
+        .await
+        .expect("the genesis issuer key is applied");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

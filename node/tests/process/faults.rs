@@ -87,19 +87,9 @@ fn signal(child: &Child, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_on_the_leader_finishes_the_batch_in_flight() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let issuer = test_issuer();
-    let keys = write_genesis_keys(dir.path(), &issuer);
-    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
     // A long linger keeps the batch in the leader's queue when SIGTERM lands.
-    let extra = ["--submit-linger-ms", "800"];
-    let mut procs = Procs(
-        (1..=3)
-            .map(|n| spawn_with(n, &addrs, dir.path(), n == 1, &keys, &extra))
-            .collect(),
-    );
-    for a in &addrs {
-        must_be_ready(*a).await;
-    }
+    let (issuer, _, addrs, mut procs) =
+        must_start_three(dir.path(), &["--submit-linger-ms", "800"]).await;
     let mut wallet = test_wallet(&issuer, 20, 1_000);
     let warm = wallet.pay(10, &id("m"), [1; 32], now_ms()).expect("pay");
     must_submit(&addrs, 1, &[warm]).await;
@@ -165,17 +155,7 @@ async fn sigterm_on_the_leader_finishes_the_batch_in_flight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_continue_on_a_new_leader_when_the_leader_is_killed_mid_load() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let issuer = test_issuer();
-    let keys = write_genesis_keys(dir.path(), &issuer);
-    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
-    let mut procs = Procs(
-        (1..=3)
-            .map(|n| spawn(n, &addrs, dir.path(), n == 1, &keys))
-            .collect(),
-    );
-    for a in &addrs {
-        must_be_ready(*a).await;
-    }
+    let (issuer, keys, addrs, mut procs) = must_start_three(dir.path(), &[]).await;
 
     eprintln!("--- two gateways settle batches through every node");
     const BATCHES_PER_GATEWAY: u64 = 40;

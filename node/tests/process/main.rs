@@ -179,6 +179,24 @@ async fn must_submit(
     unreachable!("the retry loop returns or panics")
 }
 
+/// Three ready node processes under `dir` (node 1 bootstraps with the test
+/// issuer's genesis key), with `extra` flags: the issuer, the key file, the
+/// addresses and the processes.
+async fn must_start_three(dir: &Path, extra: &[&str]) -> (Issuer, PathBuf, Vec<SocketAddr>, Procs) {
+    let issuer = test_issuer();
+    let keys = write_genesis_keys(dir, &issuer);
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+    let procs = Procs(
+        (1..=3)
+            .map(|n| spawn_with(n, &addrs, dir, n == 1, &keys, extra))
+            .collect(),
+    );
+    for a in &addrs {
+        must_be_ready(*a).await;
+    }
+    (issuer, keys, addrs, procs)
+}
+
 async fn must_be_ready(addr: SocketAddr) {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -277,19 +295,8 @@ fn help_documents_every_setting_and_bad_config_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_bootstrap_settle_stop_and_restart_with_state_intact() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let issuer = test_issuer();
-    let keys_file = write_genesis_keys(dir.path(), &issuer);
-    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
-
     eprintln!("--- start three processes; node 1 bootstraps with the genesis issuer key");
-    let mut procs = Procs(
-        (1..=3)
-            .map(|n| spawn(n, &addrs, dir.path(), n == 1, &keys_file))
-            .collect(),
-    );
-    for a in &addrs {
-        must_be_ready(*a).await;
-    }
+    let (issuer, keys_file, addrs, mut procs) = must_start_three(dir.path(), &[]).await;
 
     eprintln!("--- a gateway submits through node 2");
     let mut wallet = test_wallet(&issuer, 8, 1_000);
