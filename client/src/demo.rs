@@ -137,6 +137,8 @@ pub struct DemoSummary {
     pub planned_clones: usize,
     pub revocations: usize,
     pub settlements: usize,
+    /// Settlements of expired certificates (not forced).
+    pub expired_settled: usize,
     pub settled_spent: u64,
     pub settled_held: u64,
     pub settled_refund: u64,
@@ -158,6 +160,7 @@ impl DemoSummary {
             "planned_clones": self.planned_clones,
             "revocations": self.revocations,
             "settlements": self.settlements,
+            "expired_settled": self.expired_settled,
             "settled_spent": self.settled_spent,
             "settled_held": self.settled_held,
             "settled_refund": self.settled_refund,
@@ -403,9 +406,13 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
             (Some(cluster), endpoints)
         }
     };
-    Gateway::new(GatewayConfig::new(endpoints.clone()))?
+    let gateway = Gateway::new(GatewayConfig::new(endpoints.clone()))?;
+    gateway
         .wait_for_issuer_key(&issuer, Duration::from_secs(30))
         .await?;
+    // Two devices whose certificates expire within seconds: they pay now and
+    // are settled after their settle time, without forcing.
+    let expiring = expiring_devices(&issuer, &gateway).await?;
 
     say(
         quiet,
@@ -513,10 +520,23 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
             .await
             .map_err(|e| DemoError::Check(e.to_string()))?,
     );
-    let mut to_settle: Vec<usize> = workload.double_spenders.iter().take(2).copied().collect();
-    to_settle.extend([0, options.devices / 2, options.devices - 1]);
-    to_settle.sort_unstable();
-    to_settle.dedup();
+    let mut returned: Vec<usize> = workload.double_spenders.iter().take(2).copied().collect();
+    returned.extend([0, options.devices / 2, options.devices - 1]);
+    returned.sort_unstable();
+    returned.dedup();
+    // Devices returned early are force-settled; expired certificates settle as of right.
+    let mut to_settle: Vec<(spentledger_protocol::OfflineCertificate, bool)> = returned
+        .iter()
+        .map(|d| (workload.wallets[*d].certificate().clone(), true))
+        .collect();
+    to_settle.extend(expiring.iter().map(|c| (c.clone(), false)));
+    let settle_after_ms = expiring
+        .iter()
+        .map(|c| c.settle_until_ms)
+        .max()
+        .unwrap_or(0);
+    let wait_ms = (settle_after_ms + 200).saturating_sub(now_ms());
+    tokio::time::sleep(Duration::from_millis(wait_ms)).await;
     let mut settlement_table = Table::new();
     settlement_table
         .load_preset(UTF8_FULL_CONDENSED)
@@ -528,14 +548,18 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
             "refund (unspent)",
             "payments",
             "double spend",
+            "settled",
         ]);
-    for d in &to_settle {
-        let certificate = workload.wallets[*d].certificate();
+    for (certificate, force) in &to_settle {
         let settled = issuer_client
             .settle_certificate(pb::SettleCertificateRequest {
                 certificate: Some(certificate.into()),
-                force: true,
-                force_reason: "demo: device returned to the issuer".into(),
+                force: *force,
+                force_reason: if *force {
+                    "demo: device returned to the issuer".into()
+                } else {
+                    String::new()
+                },
             })
             .await?
             .into_inner()
@@ -543,10 +567,14 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
             .ok_or_else(|| DemoError::Check("settlement missing".into()))?;
         if settled.total_value != settled.spent_value + settled.held_value + settled.unspent_value {
             return Err(DemoError::Check(format!(
-                "settlement of wallet {d} does not add up: {settled:?}"
+                "settlement of {} does not add up: {settled:?}",
+                certificate.wallet_id.as_str()
             )));
         }
         summary.settlements += 1;
+        if !settled.forced {
+            summary.expired_settled += 1;
+        }
         summary.settled_spent += settled.spent_value;
         summary.settled_held += settled.held_value;
         summary.settled_refund += settled.unspent_value;
@@ -561,6 +589,12 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
                 "yes"
             } else {
                 "no"
+            }
+            .to_string(),
+            if settled.forced {
+                "early (forced)"
+            } else {
+                "expired"
             }
             .to_string(),
         ]);
@@ -631,6 +665,60 @@ async fn register_key(issuer: &Issuer, endpoints: &[String]) -> Result<(), DemoE
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Devices whose certificates can be spent for 1.5 s and settled 1.5 s
+/// later; each pays twice at once. Returns their certificates.
+async fn expiring_devices(
+    issuer: &Issuer,
+    gateway: &Gateway,
+) -> Result<Vec<spentledger_protocol::OfflineCertificate>, DemoError> {
+    let policy = IssuancePolicy {
+        spend_window_ms: 1_500,
+        settle_grace_ms: 1_500,
+        ..IssuancePolicy::default()
+    };
+    let mut certificates = Vec::new();
+    let mut payments = Vec::new();
+    for n in 0..2u64 {
+        let seed = entropy("expiring-device", n);
+        let issued = issuer
+            .issue(
+                &policy,
+                &IssuanceRequest {
+                    wallet_id: id(&format!("wallet-expiring-{n}")),
+                    device_key: Wallet::device_key_for(&seed),
+                    currency: Currency::new("c", "EUR").expect("EUR is a valid currency"),
+                    balance: 3_000,
+                    credit_line: 0,
+                    issued_at_ms: now_ms(),
+                },
+            )
+            .map_err(|e| DemoError::Issue(e.to_string()))?;
+        let mut wallet = Wallet::new(seed, issued.certificate, issued.tokens)
+            .map_err(|e| DemoError::Issue(e.to_string()))?;
+        for (k, amount) in [250u64, 1_000].into_iter().enumerate() {
+            payments.push(
+                wallet
+                    .pay(
+                        amount,
+                        &id("merchant-000"),
+                        entropy("expiring-challenge", n * 10 + k as u64),
+                        now_ms(),
+                    )
+                    .map_err(|e| DemoError::Issue(e.to_string()))?,
+            );
+        }
+        certificates.push(wallet.certificate().clone());
+    }
+    let verdicts = gateway.submit(&payments).await?;
+    if !verdicts.iter().all(PaymentVerdict::is_settled) {
+        return Err(DemoError::Check(format!(
+            "the expiring devices' payments were not accepted: {:?}",
+            verdicts.iter().map(|v| v.verdict).collect::<Vec<_>>()
+        )));
+    }
+    Ok(certificates)
 }
 
 async fn wait_for_leader(endpoints: &[String]) -> Result<usize, DemoError> {
@@ -725,7 +813,10 @@ fn print_summary(
         ("cloned devices planted", s.planned_clones.to_string()),
         ("rejected", s.rejected.to_string()),
         ("certificates revoked", s.revocations.to_string()),
-        ("certificates settled", s.settlements.to_string()),
+        (
+            "certificates settled (of which expired)",
+            format!("{} ({})", s.settlements, s.expired_settled),
+        ),
         (
             "leader killed mid-run",
             s.leader_killed.map_or("no".into(), |n| {
@@ -795,6 +886,11 @@ fn check(s: &DemoSummary) -> Result<(), DemoError> {
             "{} honest payments rejected",
             s.rejected
         )));
+    }
+    if s.expired_settled == 0 {
+        return Err(DemoError::Check(
+            "no expired certificate was settled".into(),
+        ));
     }
     if s.revocations < s.planned_double_spends + s.planned_clones {
         return Err(DemoError::Check(format!(

@@ -85,7 +85,8 @@ fn demo_catches_every_planted_conflict_survives_the_leader_kill_and_leaves_nothi
         n("revocations") >= n("planned_double_spends") + n("planned_clones"),
         "double spenders and clones revoked"
     );
-    assert_eq!(n("settlements"), 5);
+    assert_eq!(n("settlements"), 7, "five forced, two expired");
+    assert_eq!(n("expired_settled"), 2);
     assert!(
         n("settled_held") > 0,
         "a losing payment's fresh token is held"
