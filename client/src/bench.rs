@@ -510,7 +510,7 @@ pub async fn run(
                 _temp.path().display()
             ));
             let bin = crate::local_cluster::find_node_binary(args.node_bin.clone())?;
-            let cluster =
+            let mut cluster =
                 crate::local_cluster::LocalCluster::start(bin, _temp.path(), 3, &genesis)?;
             for i in 0..3 {
                 cluster.wait_ready(i, Duration::from_secs(60)).await?;

@@ -398,7 +398,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
                 ),
             );
             let node_bin = find_node_binary(options.node_bin.clone())?;
-            let cluster = LocalCluster::start(node_bin, &dir, 3, &genesis)?;
+            let mut cluster = LocalCluster::start(node_bin, &dir, 3, &genesis)?;
             for i in 0..cluster.size() {
                 cluster.wait_ready(i, Duration::from_secs(60)).await?;
             }

@@ -18,6 +18,12 @@ pub enum ClusterError {
     BadSize(usize),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("node {node} exited ({status}); its log ends:\n{log_tail}")]
+    Exited {
+        node: u64,
+        status: String,
+        log_tail: String,
+    },
     #[error("node {node} not ready within {waited_ms} ms")]
     NotReady { node: u64, waited_ms: u64 },
 }
@@ -69,8 +75,34 @@ pub async fn leader_among(endpoints: &[String]) -> Option<usize> {
     None
 }
 
+/// Next candidate port of this process's range (see [`free_addr`]).
+static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+
+/// A loopback address for a node to bind. Ports come from 20000..32000,
+/// below the kernel's ephemeral range (32768 up), so a port chosen here and
+/// released until the node binds it cannot be handed meanwhile to some
+/// other socket bound to port 0; each process starts at its own offset and
+/// never hands out a port twice.
 fn free_addr() -> std::io::Result<SocketAddr> {
-    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    let _ = NEXT_PORT.compare_exchange(
+        0,
+        (std::process::id() % u32::from(SPAN)) as u16 + 1,
+        std::sync::atomic::Ordering::Relaxed,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let n = NEXT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = FIRST + n % SPAN;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr();
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free port in 20000..32000",
+    ))
 }
 
 /// Running nodes, numbered 1..=n.
@@ -293,9 +325,29 @@ impl LocalCluster {
     }
 
     /// Waits until node `i` (0-based) reports SERVING on health.
-    pub async fn wait_ready(&self, i: usize, timeout: Duration) -> Result<(), ClusterError> {
+    pub async fn wait_ready(&mut self, i: usize, timeout: Duration) -> Result<(), ClusterError> {
         let deadline = Instant::now() + timeout;
         loop {
+            if let Some(child) = self.children[i].as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let log = self.dir.join(format!("node-{}", i + 1)).join("node.log");
+                let tail: String = std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                return Err(ClusterError::Exited {
+                    node: i as u64 + 1,
+                    status: status.to_string(),
+                    log_tail: tail,
+                });
+            }
             if let Ok(ch) =
                 tonic::transport::Endpoint::from_shared(format!("http://{}", self.addrs[i]))
                     .expect("a socket address is a valid URI")

@@ -23,6 +23,10 @@ pub struct Flags {
     /// This node's id (>= 1), unique in the cluster and never reused.
     #[arg(long, env = "SPENTLEDGER_NODE_ID")]
     pub node_id: Option<u64>,
+    /// Take the node id from the host name's ordinal suffix plus one
+    /// (`spentledger-0` is node 1), as for StatefulSet pods.
+    #[arg(long, env = "SPENTLEDGER_NODE_ID_FROM_HOSTNAME")]
+    pub node_id_from_hostname: bool,
     /// Address the gRPC server listens on (APIs and Raft).
     #[arg(long, env = "SPENTLEDGER_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -87,6 +91,8 @@ pub struct Flags {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct FileSettings {
     pub node_id: Option<u64>,
+    #[serde(default)]
+    pub node_id_from_hostname: bool,
     pub listen: Option<SocketAddr>,
     pub advertise: Option<String>,
     pub data_dir: Option<PathBuf>,
@@ -158,6 +164,12 @@ pub enum ConfigError {
     File { path: String, problem: String },
 }
 
+/// `name-<ordinal>` to ordinal + 1 (StatefulSet pod names).
+pub fn node_id_from_hostname(host: &str) -> Option<u64> {
+    let (_, ordinal) = host.rsplit_once('-')?;
+    ordinal.parse::<u64>().ok()?.checked_add(1)
+}
+
 fn invalid(flag: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         flag,
@@ -221,10 +233,19 @@ impl NodeConfig {
             }
             None => FileSettings::default(),
         };
-        let node_id = flags
-            .node_id
-            .or(file.node_id)
-            .ok_or(ConfigError::Missing("node-id"))?;
+        let node_id = match flags.node_id.or(file.node_id) {
+            Some(id) => id,
+            None if flags.node_id_from_hostname || file.node_id_from_hostname => {
+                let host = std::env::var("HOSTNAME").unwrap_or_default();
+                node_id_from_hostname(&host).ok_or_else(|| {
+                    invalid(
+                        "node-id-from-hostname",
+                        format!("HOSTNAME {host:?} does not end in -<ordinal>"),
+                    )
+                })?
+            }
+            None => return Err(ConfigError::Missing("node-id")),
+        };
         if node_id == 0 {
             return Err(invalid("node-id", "must be at least 1"));
         }

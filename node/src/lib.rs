@@ -8,6 +8,7 @@
 //!   deterministic logic over a storage-neutral read interface.
 
 pub mod api;
+pub mod bootstrap;
 pub mod config;
 pub mod consensus;
 pub mod ledger_node;

@@ -3,21 +3,13 @@
 //! Exit codes: 0 after a graceful shutdown, 1 when the node fails at run
 //! time, 2 for an invalid configuration (nothing was written then).
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
-use openraft::BasicNode;
-use openraft::type_config::async_runtime::WatchReceiver;
+use spentledger_node::bootstrap::{bootstrap_once, claim_identity};
 use spentledger_node::config::{Flags, NodeConfig};
-use spentledger_node::consensus::ClientRequest;
 use spentledger_node::ledger_node::{LedgerNode, NodeError, NodeOptions};
-use spentledger_node::state_machine::{CommandOutcome, LedgerConfig};
-use spentledger_protocol::pb;
-
-/// How long a bootstrapping node waits for the first leader.
-const BOOTSTRAP_LEADER_WAIT: Duration = Duration::from_secs(30);
+use spentledger_node::state_machine::LedgerConfig;
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
@@ -28,6 +20,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = claim_identity(&config.data_dir, config.node_id) {
+        eprintln!("spentledger-node: invalid configuration: {e}");
+        return ExitCode::from(2);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -81,79 +77,12 @@ async fn run(config: NodeConfig) -> Result<(), NodeError> {
     .await?;
     tracing::info!(node_id = config.node_id, advertise = %config.advertise, "serving");
     if config.bootstrap {
-        bootstrap(&node, &config).await?;
+        bootstrap_once(&node, &config.initial_members, &config.genesis_issuer_keys).await?;
     }
     wait_for_signal().await?;
     tracing::info!(node_id = config.node_id, "shutting down");
     node.shutdown().await;
     tracing::info!(node_id = config.node_id, "stopped");
-    Ok(())
-}
-
-/// Initialises the cluster once (only when this node's log is empty), then
-/// registers the genesis issuer keys through the first leader.
-async fn bootstrap(node: &LedgerNode, config: &NodeConfig) -> Result<(), NodeError> {
-    let raft_err = |e: &dyn std::fmt::Display| NodeError::Raft(e.to_string());
-    if node.raft.is_initialized().await.map_err(|e| raft_err(&e))? {
-        tracing::info!("already initialised; bootstrap skipped");
-        return Ok(());
-    }
-    let members: BTreeMap<u64, BasicNode> = config
-        .initial_members
-        .iter()
-        .map(|(id, addr)| (*id, BasicNode::new(addr.clone())))
-        .collect();
-    node.raft
-        .initialize(members)
-        .await
-        .map_err(|e| raft_err(&e))?;
-    tracing::info!(members = ?config.initial_members, "cluster initialised");
-    if config.genesis_issuer_keys.is_empty() {
-        return Ok(());
-    }
-    let deadline = tokio::time::Instant::now() + BOOTSTRAP_LEADER_WAIT;
-    loop {
-        let leader = node.raft.metrics().borrow_watched().current_leader;
-        match leader {
-            Some(id) if id == node.id => break,
-            Some(other) => {
-                tracing::warn!(
-                    leader = other,
-                    "another node leads: register the genesis issuer keys through the Issuer API"
-                );
-                return Ok(());
-            }
-            None if tokio::time::Instant::now() > deadline => {
-                return Err(NodeError::Raft(
-                    "no leader elected within 30 s of bootstrap".into(),
-                ));
-            }
-            None => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    for key in &config.genesis_issuer_keys {
-        let command = pb::Command {
-            stamp_ms: spentledger_node::api::now_ms(),
-            kind: Some(pb::command::Kind::RegisterKey(
-                pb::RegisterIssuerKeyCommand {
-                    key: Some(key.into()),
-                },
-            )),
-        };
-        let response = node
-            .raft
-            .client_write(ClientRequest(command))
-            .await
-            .map_err(|e| raft_err(&e))?;
-        match response.data {
-            CommandOutcome::KeyRegistered(Ok(_)) => {
-                tracing::info!(key_id = %key.key_id, "genesis issuer key registered")
-            }
-            other => {
-                tracing::warn!(key_id = %key.key_id, outcome = ?other, "genesis issuer key not registered")
-            }
-        }
-    }
     Ok(())
 }
 

@@ -65,7 +65,7 @@ pub async fn run(command: &ClusterCommand, out: &Output) -> Result<(), CliError>
                 None => ("[]".to_owned(), 0),
             };
             let bin = find_node_binary(node_bin.clone())?;
-            let cluster = LocalCluster::start_detached(bin, dir, *nodes, &keys)?;
+            let mut cluster = LocalCluster::start_detached(bin, dir, *nodes, &keys)?;
             out.note(&format!(
                 "started {nodes} nodes; waiting until each is ready"
             ));

@@ -174,7 +174,8 @@ async fn must_start_cluster(dir: &std::path::Path, issuer: &Issuer) -> (LocalClu
     let genesis = format!(
         r#"[{{"key_id": "{key_id}", "public_key_hex": "{public_hex}", "valid_from_ms": 0, "valid_until_ms": 18446744073709551615}}]"#
     );
-    let cluster = LocalCluster::start(must_node_binary(), dir, 3, &genesis).expect("start cluster");
+    let mut cluster =
+        LocalCluster::start(must_node_binary(), dir, 3, &genesis).expect("start cluster");
     for i in 0..3 {
         cluster
             .wait_ready(i, Duration::from_secs(60))

@@ -106,8 +106,8 @@ fn change_error(
     }
 }
 
-/// Asks the node at `address` for its own status (term, applied index, digest).
-pub async fn peer_status(address: &str) -> Result<pb::NodeStatus, String> {
+/// Asks the node at `address` for its status (its own view and the members it knows).
+pub async fn peer_status_response(address: &str) -> Result<pb::StatusResponse, String> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| e.to_string())?
         .connect_timeout(PEER_STATUS_TIMEOUT)
@@ -115,14 +115,19 @@ pub async fn peer_status(address: &str) -> Result<pb::NodeStatus, String> {
         .connect()
         .await
         .map_err(|e| e.to_string())?;
-    let reply = pb::admin_client::AdminClient::new(channel)
+    pb::admin_client::AdminClient::new(channel)
         .status(pb::StatusRequest {
             include_peers: false,
         })
         .await
-        .map_err(|s| s.to_string())?;
-    reply
-        .into_inner()
+        .map(tonic::Response::into_inner)
+        .map_err(|s| s.to_string())
+}
+
+/// Asks the node at `address` for its own status (term, applied index, digest).
+pub async fn peer_status(address: &str) -> Result<pb::NodeStatus, String> {
+    peer_status_response(address)
+        .await?
         .self_
         .ok_or_else(|| "reply without status".to_owned())
 }

@@ -8,7 +8,7 @@ mod raft_write;
 mod results;
 mod settlement;
 
-pub use admin::{AdminService, peer_status};
+pub use admin::{AdminService, peer_status, peer_status_response};
 pub use coalescer::{Coalescer, CoalescerLimits, RETRY_AFTER_HEADER, RETRY_PUSHBACK_HEADER};
 pub use forward::{FORWARD_HOPS_HEADER, FORWARD_HOPS_MAX};
 pub use issuer::IssuerService;

@@ -18,6 +18,7 @@ use spentledger_protocol::types::{Currency, IdText};
 use spentledger_protocol::{Payment, Verdict, pb};
 use tokio::net::TcpListener;
 
+mod bootstrap;
 mod divergence;
 mod write_path;
 

@@ -235,3 +235,38 @@ async fn writes_continue_on_a_new_leader_when_the_leader_is_killed_mid_load() {
         must_stop_gracefully(child);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_node_that_lost_its_volume_does_not_found_a_second_cluster() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (issuer, keys, addrs, mut procs) = must_start_three(dir.path(), &[]).await;
+    let mut wallet = test_wallet(&issuer, 40, 1_000);
+    let payment = wallet.pay(10, &id("m"), [1; 32], now_ms()).expect("pay");
+    must_submit(&addrs, 1, std::slice::from_ref(&payment)).await;
+
+    eprintln!("--- node 1 (the bootstrapper) loses its volume and restarts with --bootstrap");
+    procs.0[0].kill().expect("SIGKILL");
+    procs.0[0].wait().expect("reap");
+    std::fs::remove_dir_all(dir.path().join("node-1")).expect("wipe");
+    procs.0[0] = spawn(1, &addrs, dir.path(), true, &keys);
+    // Had it founded a cluster of its own, it would lead it alone, with a
+    // log and digest of its own. Instead it follows the existing leader and
+    // converges with the others (it is still a voter of that cluster).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let leader = must_leader(&addrs).await;
+    assert_ne!(leader, 0, "node 1 does not lead a cluster of its own");
+    let index = must_converge(&addrs).await;
+    eprintln!("all three at applied index {index}, same digest");
+    must_find(addrs[0], std::slice::from_ref(&payment)).await;
+
+    eprintln!("--- the other two keep the cluster and its payments");
+    let survivors = [addrs[1], addrs[2]];
+    must_leader(&survivors).await;
+    must_find(addrs[1], std::slice::from_ref(&payment)).await;
+    let more = wallet.pay(20, &id("m"), [2; 32], now_ms()).expect("pay");
+    let response = must_submit(&survivors, 2, std::slice::from_ref(&more)).await;
+    assert_eq!(response.results[0].verdict, pb::Verdict::Accepted as i32);
+    for child in &mut procs.0 {
+        must_stop_gracefully(child);
+    }
+}

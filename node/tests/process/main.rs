@@ -24,9 +24,25 @@ impl Drop for Procs {
     }
 }
 
+static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+
+/// A loopback address for a node process to bind: from 20000..32000, below
+/// the kernel's ephemeral range, so nothing bound to port 0 (other tests'
+/// clients and servers) can take it between this check and the node's
+/// bind; each process starts at its own offset and never repeats a port.
 fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
+    let _ = NEXT_PORT.compare_exchange(
+        0,
+        (std::process::id() % 12_000) as u16 + 1,
+        std::sync::atomic::Ordering::Relaxed,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    loop {
+        let port = 20_000 + NEXT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 12_000;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return l.local_addr().expect("addr");
+        }
+    }
 }
 
 fn spawn(id: u64, addrs: &[SocketAddr], dir: &Path, bootstrap: bool, keys: &Path) -> Child {
@@ -290,6 +306,57 @@ fn help_documents_every_setting_and_bad_config_writes_nothing() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("must include this node"));
+
+    // A data directory belongs to one node id for good.
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::write(data.join("NODE_ID"), "5\n").expect("identity");
+    let out = Command::new(BIN)
+        .args(["--node-id", "1", "--listen", "127.0.0.1:1", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("belongs to node 5, not node 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // StatefulSet pods take their id from the host name's ordinal: ordinal 4
+    // is node 5, so the identity matches; the node then fails (exit 1) only
+    // because its port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let out = Command::new(BIN)
+        .args(["--node-id-from-hostname", "--listen"])
+        .arg(taken.local_addr().expect("addr").to_string())
+        .arg("--data-dir")
+        .arg(&data)
+        .env("HOSTNAME", "spentledger-4")
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("belongs to node"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(BIN)
+        .args([
+            "--node-id-from-hostname",
+            "--listen",
+            "127.0.0.1:1",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env("HOSTNAME", "ledger")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not end in -<ordinal>"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
