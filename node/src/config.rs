@@ -43,6 +43,10 @@ pub struct Flags {
     /// Give it to exactly one node.
     #[arg(long, env = "SPENTLEDGER_BOOTSTRAP")]
     pub bootstrap: bool,
+    /// Bootstrap only on the node with this id (every StatefulSet pod gets the
+    /// same flags; this picks the first one).
+    #[arg(long, env = "SPENTLEDGER_BOOTSTRAP_NODE_ID")]
+    pub bootstrap_node_id: Option<u64>,
     /// JSON file of issuer public keys registered when the cluster is bootstrapped.
     #[arg(long, env = "SPENTLEDGER_GENESIS_ISSUER_KEYS")]
     pub genesis_issuer_keys: Option<PathBuf>,
@@ -100,6 +104,7 @@ pub struct FileSettings {
     pub initial_members: Vec<String>,
     #[serde(default)]
     pub bootstrap: bool,
+    pub bootstrap_node_id: Option<u64>,
     pub genesis_issuer_keys: Option<PathBuf>,
     pub batch_payments_max: Option<usize>,
     pub heartbeat_ms: Option<u64>,
@@ -261,7 +266,9 @@ impl NodeConfig {
             .data_dir
             .or(file.data_dir)
             .ok_or(ConfigError::Missing("data-dir"))?;
-        let bootstrap = flags.bootstrap || file.bootstrap;
+        let bootstrap = flags.bootstrap
+            || file.bootstrap
+            || flags.bootstrap_node_id.or(file.bootstrap_node_id) == Some(node_id);
         let members_text = if flags.initial_members.is_empty() {
             file.initial_members
         } else {
