@@ -175,3 +175,111 @@ async fn register_through_leader(node: &LedgerNode, key: &IssuerKey) -> Result<(
         Err(s) => Err(s.to_string()),
     }
 }
+
+/// How long a joining node keeps trying to be added.
+const JOIN_WAIT: Duration = Duration::from_secs(600);
+
+/// Joins an existing cluster when this node is not a member: finds the
+/// leader through the `seeds`, asks it to add this node as a learner (the
+/// call returns once the learner caught up), then to make it a voter
+/// (keeping every current voter, so concurrent joins cannot drop one).
+/// A node that is already a member, or already has state, does nothing.
+pub async fn join_once(
+    node: &LedgerNode,
+    seeds: &BTreeMap<u64, String>,
+    advertise: &str,
+) -> Result<(), NodeError> {
+    let deadline = tokio::time::Instant::now() + JOIN_WAIT;
+    loop {
+        let is_voter = node
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|id| id == node.id);
+        if is_voter {
+            tracing::info!(node_id = node.id, "a voter of the cluster; nothing to join");
+            return Ok(());
+        }
+        match join_attempt(node.id, seeds, advertise).await {
+            Ok(JoinStep::AlreadyMember) => {
+                // Listed in the membership: the leader will replicate to us.
+                tracing::info!(
+                    node_id = node.id,
+                    "listed as a member; waiting for the leader"
+                );
+            }
+            Ok(JoinStep::Joined) => {
+                tracing::info!(node_id = node.id, "joined the cluster as a voter");
+                return Ok(());
+            }
+            Err(e) if tokio::time::Instant::now() > deadline => {
+                return Err(NodeError::Raft(format!(
+                    "could not join within {JOIN_WAIT:?}: {e}"
+                )));
+            }
+            Err(e) => tracing::debug!(node_id = node.id, error = %e, "join: retrying"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+enum JoinStep {
+    AlreadyMember,
+    Joined,
+}
+
+async fn join_attempt(
+    self_id: u64,
+    seeds: &BTreeMap<u64, String>,
+    advertise: &str,
+) -> Result<JoinStep, String> {
+    let mut last = String::from("no seed answered");
+    for (_, seed) in seeds.iter().filter(|(id, _)| **id != self_id) {
+        let status = match peer_status_response(seed).await {
+            Ok(s) => s,
+            Err(e) => {
+                last = e;
+                continue;
+            }
+        };
+        let me = status.members.iter().find(|m| m.node_id == self_id);
+        if me.is_some_and(|m| m.voter) {
+            return Ok(JoinStep::AlreadyMember);
+        }
+        let leader_id = status.self_.as_ref().map_or(0, |s| s.leader_id);
+        let Some(leader) = status.members.iter().find(|m| m.node_id == leader_id) else {
+            last = format!("{seed} knows no leader");
+            continue;
+        };
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", leader.address))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut admin = pb::admin_client::AdminClient::new(channel);
+        if me.is_none() {
+            admin
+                .add_learner(pb::AddLearnerRequest {
+                    node_id: self_id,
+                    address: advertise.to_owned(),
+                    wait_caught_up: true,
+                })
+                .await
+                .map_err(|s| format!("add learner: {s}"))?;
+        }
+        admin
+            .change_membership(pb::ChangeMembershipRequest {
+                voters: vec![],
+                retain_removed_as_learners: false,
+                add_voters: vec![self_id],
+            })
+            .await
+            .map_err(|s| format!("promote: {s}"))?;
+        return Ok(JoinStep::Joined);
+    }
+    Err(last)
+}

@@ -43,6 +43,10 @@ pub struct Flags {
     /// Give it to exactly one node.
     #[arg(long, env = "SPENTLEDGER_BOOTSTRAP")]
     pub bootstrap: bool,
+    /// Join the cluster through --initial-members (the seeds) when this node
+    /// is not a member: added as a learner, promoted to voter once caught up.
+    #[arg(long, env = "SPENTLEDGER_JOIN")]
+    pub join: bool,
     /// Bootstrap only on the node with this id (every StatefulSet pod gets the
     /// same flags; this picks the first one).
     #[arg(long, env = "SPENTLEDGER_BOOTSTRAP_NODE_ID")]
@@ -105,6 +109,8 @@ pub struct FileSettings {
     #[serde(default)]
     pub bootstrap: bool,
     pub bootstrap_node_id: Option<u64>,
+    #[serde(default)]
+    pub join: bool,
     pub genesis_issuer_keys: Option<PathBuf>,
     pub batch_payments_max: Option<usize>,
     pub heartbeat_ms: Option<u64>,
@@ -129,6 +135,7 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub initial_members: BTreeMap<u64, String>,
     pub bootstrap: bool,
+    pub join: bool,
     pub genesis_issuer_keys: Vec<spentledger_protocol::IssuerKey>,
     pub batch_payments_max: usize,
     pub timings: RaftTimings,
@@ -413,6 +420,7 @@ impl NodeConfig {
             data_dir,
             initial_members,
             bootstrap,
+            join: flags.join || file.join,
             genesis_issuer_keys,
             batch_payments_max,
             timings: RaftTimings {

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use spentledger_node::bootstrap::{bootstrap_once, claim_identity};
+use spentledger_node::bootstrap::{bootstrap_once, claim_identity, join_once};
 use spentledger_node::config::{Flags, NodeConfig};
 use spentledger_node::ledger_node::{LedgerNode, NodeError, NodeOptions};
 use spentledger_node::state_machine::LedgerConfig;
@@ -78,6 +78,9 @@ async fn run(config: NodeConfig) -> Result<(), NodeError> {
     tracing::info!(node_id = config.node_id, advertise = %config.advertise, "serving");
     if config.bootstrap {
         bootstrap_once(&node, &config.initial_members, &config.genesis_issuer_keys).await?;
+    }
+    if config.join && !config.bootstrap {
+        join_once(&node, &config.initial_members, &config.advertise).await?;
     }
     wait_for_signal().await?;
     tracing::info!(node_id = config.node_id, "shutting down");

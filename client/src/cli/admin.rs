@@ -13,7 +13,7 @@ pub enum MembersCommand {
         /// host:port the node is reachable at.
         address: String,
     },
-    /// Make a learner a voter (the voter set becomes the current one plus it).
+    /// Make a learner a voter (the current voters stay).
     Promote { node_id: u64 },
     /// Remove a node from the cluster.
     Remove { node_id: u64 },
@@ -146,30 +146,11 @@ pub async fn members(
                 .await?
         }
         MembersCommand::Promote { node_id } => {
-            let status = admin
-                .status(pb::StatusRequest {
-                    include_peers: false,
-                })
-                .await?
-                .into_inner();
-            let mut voters: Vec<u64> = status
-                .members
-                .iter()
-                .filter(|m| m.voter)
-                .map(|m| m.node_id)
-                .collect();
-            if !status.members.iter().any(|m| m.node_id == *node_id) {
-                return Err(CliError::Usage(format!(
-                    "node {node_id} is not a member; `members add` it first"
-                )));
-            }
-            voters.push(*node_id);
-            voters.sort_unstable();
-            voters.dedup();
             admin
                 .change_membership(pb::ChangeMembershipRequest {
-                    voters,
+                    voters: vec![],
                     retain_removed_as_learners: false,
+                    add_voters: vec![*node_id],
                 })
                 .await?
         }

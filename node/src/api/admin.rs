@@ -209,18 +209,30 @@ impl Admin for AdminService {
         request: Request<pb::ChangeMembershipRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
         let req = request.into_inner();
-        let voters: BTreeSet<u64> = req.voters.into_iter().collect();
-        if voters.is_empty() || voters.contains(&0) {
-            return Err(Status::invalid_argument(
-                "voters: a non-empty set of node ids >= 1",
-            ));
-        }
+        let change = match (req.voters.is_empty(), req.add_voters.is_empty()) {
+            (false, true) => {
+                let voters: BTreeSet<u64> = req.voters.into_iter().collect();
+                if voters.contains(&0) {
+                    return Err(Status::invalid_argument("voters: node ids are >= 1"));
+                }
+                ChangeMembers::ReplaceAllVoters(voters)
+            }
+            (true, false) => {
+                let add: BTreeSet<u64> = req.add_voters.into_iter().collect();
+                if add.contains(&0) {
+                    return Err(Status::invalid_argument("add_voters: node ids are >= 1"));
+                }
+                ChangeMembers::AddVoterIds(add)
+            }
+            _ => {
+                return Err(Status::invalid_argument(
+                    "give exactly one of voters (the whole new set) and add_voters",
+                ));
+            }
+        };
         let resp = self
             .raft
-            .change_membership(
-                ChangeMembers::ReplaceAllVoters(voters),
-                req.retain_removed_as_learners,
-            )
+            .change_membership(change, req.retain_removed_as_learners)
             .await
             .map_err(change_error)?;
         Ok(Response::new(

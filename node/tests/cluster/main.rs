@@ -914,6 +914,7 @@ async fn operators_see_status_and_change_membership_over_grpc() {
         .change_membership(pb::ChangeMembershipRequest {
             voters: voters.clone(),
             retain_removed_as_learners: true,
+            add_voters: vec![],
         })
         .await
         .expect("change membership")
@@ -973,6 +974,7 @@ async fn operators_see_status_and_change_membership_over_grpc() {
         .change_membership(pb::ChangeMembershipRequest {
             voters: vec![],
             retain_removed_as_learners: false,
+            add_voters: vec![],
         })
         .await
         .expect_err("empty voter set");

@@ -270,3 +270,50 @@ async fn a_bootstrap_node_that_lost_its_volume_does_not_found_a_second_cluster()
         must_stop_gracefully(child);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_with_join_becomes_a_voter_and_serves() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (issuer, keys, mut addrs, mut procs) = must_start_three(dir.path(), &[]).await;
+    let mut wallet = test_wallet(&issuer, 50, 1_000);
+    let first = wallet.pay(10, &id("m"), [1; 32], now_ms()).expect("pay");
+    must_submit(&addrs, 1, std::slice::from_ref(&first)).await;
+
+    eprintln!("--- node 4 starts empty with --join and the others as seeds");
+    addrs.push(free_addr());
+    procs
+        .0
+        .push(spawn_with(4, &addrs, dir.path(), false, &keys, &["--join"]));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ch = channel(addrs[0]).await.expect("connect node 1");
+        let members = pb::admin_client::AdminClient::new(ch)
+            .status(pb::StatusRequest {
+                include_peers: false,
+            })
+            .await
+            .expect("status")
+            .into_inner()
+            .members;
+        if members.iter().any(|m| m.node_id == 4 && m.voter) {
+            assert_eq!(members.iter().filter(|m| m.voter).count(), 4, "{members:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 4 never became a voter: {members:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    eprintln!("--- it has the history, serves, and every node converges");
+    must_be_ready(addrs[3]).await;
+    must_find(addrs[3], std::slice::from_ref(&first)).await;
+    let second = wallet.pay(20, &id("m"), [2; 32], now_ms()).expect("pay");
+    let response = must_submit(&[addrs[3]], 2, std::slice::from_ref(&second)).await;
+    assert_eq!(response.results[0].verdict, pb::Verdict::Accepted as i32);
+    must_converge(&addrs).await;
+    for child in &mut procs.0 {
+        must_stop_gracefully(child);
+    }
+}
