@@ -207,8 +207,12 @@ fn say(quiet: bool, text: &str) {
 
 /// The offline day: payments in the order gateways will submit them, the
 /// devices' wallets (for settlement), and how many conflicts were planted.
+/// Conflicting payments come from merchants who come online late: they are
+/// submitted after the honest ones, so the honest payment always wins and
+/// the loser's fresh tokens are held.
 struct Workload {
     per_gateway: Vec<Vec<Payment>>,
+    late_per_gateway: Vec<Vec<Payment>>,
     wallets: Vec<Wallet>,
     double_spenders: Vec<usize>,
     clones: Vec<usize>,
@@ -221,6 +225,8 @@ fn build_workload(options: &DemoOptions, issuer: &Issuer) -> Result<Workload, De
         .map(|m| id(&format!("merchant-{m:03}")))
         .collect();
     let mut per_gateway: Vec<Vec<Payment>> = vec![Vec::new(); options.gateways];
+    let mut late_per_gateway: Vec<Vec<Payment>> = vec![Vec::new(); options.gateways];
+    let mut late: Option<Payment> = None;
     let mut wallets = Vec::with_capacity(options.devices);
     let mut double_spenders = Vec::new();
     let mut clones = Vec::new();
@@ -277,7 +283,7 @@ fn build_workload(options: &DemoOptions, issuer: &Issuer) -> Result<Workload, De
                     now_ms() - 30_000,
                 )
                 .map_err(|e| DemoError::Issue(e.to_string()))?;
-            made.push(again);
+            late = Some(again);
             double_spenders.push(d);
         } else if d % options.conflict_every == 2 {
             // A cloned secure element: fresh tokens, but the first payment's counter.
@@ -293,7 +299,7 @@ fn build_workload(options: &DemoOptions, issuer: &Issuer) -> Result<Workload, De
                     now_ms() - 30_000,
                 )
                 .map_err(|e| DemoError::Issue(e.to_string()))?;
-            made.push(cloned);
+            late = Some(cloned);
             clones.push(d);
         }
         // Spread each device's payments over the gateways, so conflicting
@@ -302,10 +308,15 @@ fn build_workload(options: &DemoOptions, issuer: &Issuer) -> Result<Workload, De
             per_gateway[slot % options.gateways].push(p);
             slot += 1;
         }
+        if let Some(p) = late.take() {
+            late_per_gateway[slot % options.gateways].push(p);
+            slot += 1;
+        }
         wallets.push(wallet);
     }
     Ok(Workload {
         per_gateway,
+        late_per_gateway,
         wallets,
         double_spenders,
         clones,
@@ -315,11 +326,7 @@ fn build_workload(options: &DemoOptions, issuer: &Issuer) -> Result<Workload, De
 async fn settlement_client(
     addr: &str,
 ) -> Result<pb::settlement_client::SettlementClient<tonic::transport::Channel>, DemoError> {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| DemoError::Check(e.to_string()))?
-        .connect()
-        .await
-        .map_err(|e| DemoError::Check(format!("connect {addr}: {e}")))?;
+    let ch = crate::connect::dial(addr, None).await?;
     Ok(pb::settlement_client::SettlementClient::new(ch))
 }
 
@@ -368,7 +375,12 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
         now_ms() + 365 * 86_400_000
     );
     let workload = build_workload(&options, &issuer)?;
-    let total: usize = workload.per_gateway.iter().map(Vec::len).sum();
+    let total: usize = workload
+        .per_gateway
+        .iter()
+        .chain(&workload.late_per_gateway)
+        .map(Vec::len)
+        .sum();
     say(
         quiet,
         &format!(
@@ -431,14 +443,18 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
             .expect("the template is valid"),
     );
     let answered = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for (g, payments) in workload.per_gateway.iter().cloned().enumerate() {
+    let mut gateways = Vec::with_capacity(options.gateways);
+    for g in 0..options.gateways {
         let mut order = endpoints.clone();
         let n = order.len();
         order.rotate_left(g % n);
         let mut config = GatewayConfig::new(order);
         config.batch_payments_max = options.batch_payments;
-        let gateway = Gateway::new(config)?;
+        gateways.push(Arc::new(Gateway::new(config)?));
+    }
+    let mut tasks = Vec::new();
+    for (g, payments) in workload.per_gateway.iter().cloned().enumerate() {
+        let gateway = gateways[g].clone();
         let progress = progress.clone();
         let answered = answered.clone();
         let batch = options.batch_payments;
@@ -484,6 +500,19 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
                 .map_err(|e| DemoError::Check(format!("gateway task: {e}")))??,
         );
     }
+    // The late merchants: each gateway relays its conflicting payments.
+    let late = futures::future::join_all(workload.late_per_gateway.iter().enumerate().map(
+        |(g, payments)| {
+            let gateway = gateways[g].clone();
+            async move { gateway.submit(payments).await.map(|v| (payments, v)) }
+        },
+    ))
+    .await;
+    for batch in late {
+        let (payments, verdicts) = batch?;
+        progress.inc(payments.len() as u64);
+        results.extend(payments.iter().cloned().zip(verdicts));
+    }
     progress.finish_and_clear();
 
     let mut summary = DemoSummary {
@@ -513,13 +542,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
         "--- settle a few certificates (devices returned to the bank)",
     );
     let leader = wait_for_leader(&endpoints).await?;
-    let mut issuer_client = pb::issuer_client::IssuerClient::new(
-        tonic::transport::Endpoint::from_shared(format!("http://{}", endpoints[leader]))
-            .map_err(|e| DemoError::Check(e.to_string()))?
-            .connect()
-            .await
-            .map_err(|e| DemoError::Check(e.to_string()))?,
-    );
+    let mut issuer_client =
+        pb::issuer_client::IssuerClient::new(crate::connect::dial(&endpoints[leader], None).await?);
     let mut returned: Vec<usize> = workload.double_spenders.iter().take(2).copied().collect();
     returned.extend([0, options.devices / 2, options.devices - 1]);
     returned.sort_unstable();
@@ -640,10 +664,7 @@ async fn register_key(issuer: &Issuer, endpoints: &[String]) -> Result<(), DemoE
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let leader = wait_for_leader(endpoints).await?;
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", endpoints[leader]))
-            .map_err(|e| DemoError::Check(e.to_string()))?
-            .connect()
-            .await;
+        let ch = crate::connect::dial(&endpoints[leader], None).await;
         if let Ok(ch) = ch {
             match pb::issuer_client::IssuerClient::new(ch)
                 .register_issuer_key(pb::RegisterIssuerKeyRequest {

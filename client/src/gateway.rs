@@ -96,12 +96,7 @@ pub struct Gateway {
 }
 
 fn channel_for(addr: &str, timeout_ms: u64) -> Result<Channel, GatewayError> {
-    let url = if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    Ok(Endpoint::from_shared(url)
+    Ok(Endpoint::from_shared(crate::connect::url(addr))
         .map_err(|e| GatewayError::BadEndpoint {
             endpoint: addr.to_owned(),
             problem: e.to_string(),

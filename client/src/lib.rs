@@ -15,6 +15,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod connect;
 pub mod demo;
 pub mod files;
 pub mod gateway;

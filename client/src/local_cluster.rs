@@ -46,11 +46,7 @@ pub fn find_node_binary(explicit: Option<PathBuf>) -> Result<PathBuf, ClusterErr
 
 /// The own status of the node at `addr` (host:port), if it answers.
 pub async fn node_status(addr: &str) -> Option<pb::NodeStatus> {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(2))
-        .connect()
+    let ch = crate::connect::dial(addr, Some(Duration::from_secs(2)))
         .await
         .ok()?;
     pb::admin_client::AdminClient::new(ch)
@@ -349,10 +345,7 @@ impl LocalCluster {
                 });
             }
             if let Ok(ch) =
-                tonic::transport::Endpoint::from_shared(format!("http://{}", self.addrs[i]))
-                    .expect("a socket address is a valid URI")
-                    .connect()
-                    .await
+                crate::connect::dial(&self.addrs[i].to_string(), Some(Duration::from_secs(2))).await
             {
                 let status = tonic_health::pb::health_client::HealthClient::new(ch)
                     .check(tonic_health::pb::HealthCheckRequest {

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use spentledger_protocol::pb;
-use tonic::transport::Endpoint;
 
 use crate::gateway::GatewayError;
 
@@ -46,12 +45,8 @@ impl RevocationWatcher {
         }
         let addr = &self.endpoints[self.next_endpoint % self.endpoints.len()];
         self.next_endpoint += 1;
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
-            .connect_timeout(Duration::from_secs(2))
-            .connect()
-            .await
-            .map_err(|e| tonic::Status::unavailable(format!("{addr}: {e}")))?;
+        // No call deadline: the watch stream lives as long as the watcher.
+        let channel = crate::connect::dial(addr, None).await?;
         Ok(pb::settlement_client::SettlementClient::new(channel)
             .watch_revocations(pb::WatchRevocationsRequest {
                 after_sequence: self.last_sequence,

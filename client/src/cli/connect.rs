@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use spentledger_protocol::pb;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::CliError;
 
@@ -11,18 +11,7 @@ use super::CliError;
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub async fn channel(addr: &str) -> Result<Channel, CliError> {
-    let url = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    Endpoint::from_shared(url)
-        .map_err(|e| CliError::Usage(format!("endpoint {addr:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(CALL_TIMEOUT)
-        .connect()
-        .await
-        .map_err(|e| CliError::Call(tonic::Status::unavailable(format!("{addr}: {e}"))))
+    Ok(crate::connect::dial(addr, Some(CALL_TIMEOUT)).await?)
 }
 
 /// The first endpoint that answers.

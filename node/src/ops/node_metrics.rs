@@ -125,10 +125,16 @@ impl NodeMetrics {
         let verdict = pb::Verdict::try_from(result.verdict).unwrap_or(pb::Verdict::Unspecified);
         let reason = pb::RejectReason::try_from(result.reject_reason)
             .unwrap_or(pb::RejectReason::Unspecified);
-        self.verdict(VerdictStage::Ingress, verdict, reason);
+        self.verdicts(VerdictStage::Ingress, verdict, reason, 1);
     }
 
-    fn verdict(&self, stage: VerdictStage, verdict: pb::Verdict, reason: pb::RejectReason) {
+    fn verdicts(
+        &self,
+        stage: VerdictStage,
+        verdict: pb::Verdict,
+        reason: pb::RejectReason,
+        count: u64,
+    ) {
         self.with(|| {
             counter!(
                 "spentledger_verdicts_total",
@@ -136,7 +142,7 @@ impl NodeMetrics {
                 "verdict" => verdict.as_str_name(),
                 "reason" => reason.as_str_name()
             )
-            .increment(1)
+            .increment(count)
         });
     }
 
@@ -146,13 +152,25 @@ impl NodeMetrics {
             histogram!("spentledger_apply_seconds").record(elapsed.as_secs_f64());
             counter!("spentledger_applied_entries_total").increment(entries as u64);
         });
+        // Counted per kind first: one registry update per kind, not per
+        // payment (this runs on the apply path).
+        let mut counts: std::collections::BTreeMap<
+            (i32, i32),
+            (pb::Verdict, pb::RejectReason, u64),
+        > = std::collections::BTreeMap::new();
         for outcome in outcomes {
             if let CommandOutcome::Submitted(payments) = outcome {
                 for p in payments {
                     let (verdict, reason) = PaymentOutcome::verdict(p).to_wire();
-                    self.verdict(VerdictStage::Apply, verdict, reason);
+                    counts
+                        .entry((verdict as i32, reason as i32))
+                        .or_insert((verdict, reason, 0))
+                        .2 += 1;
                 }
             }
+        }
+        for (verdict, reason, count) in counts.into_values() {
+            self.verdicts(VerdictStage::Apply, verdict, reason, count);
         }
     }
 
