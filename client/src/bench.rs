@@ -22,6 +22,7 @@ use spentledger_protocol::types::{Currency, IdText};
 use spentledger_protocol::{Payment, Verdict, pb};
 
 use crate::gateway::{Gateway, GatewayConfig, GatewayError};
+use crate::tls::ClientTls;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LoadMode {
@@ -373,6 +374,7 @@ impl Shared {
 async fn drive(
     args: &BenchArgs,
     endpoints: &[String],
+    tls: Option<&ClientTls>,
     batches: Vec<pb::SubmitBatchRequest>,
     progress: &ProgressBar,
 ) -> Result<(f64, Shared), BenchError> {
@@ -400,6 +402,7 @@ async fn drive(
                 order.rotate_left(g % n);
                 let mut config = GatewayConfig::new(order);
                 config.batch_payments_max = args.batch.max(1);
+                config.tls = tls.cloned();
                 let gateway = Gateway::new(config)?;
                 let (batches, next, shared, progress) = (
                     batches.clone(),
@@ -427,6 +430,7 @@ async fn drive(
             let in_flight = Arc::new(tokio::sync::Semaphore::new(args.gateways.max(1)));
             let mut config = GatewayConfig::new(endpoints.to_vec());
             config.batch_payments_max = args.batch.max(1);
+            config.tls = tls.cloned();
             let gateway = Arc::new(Gateway::new(config)?);
             for (i, batch) in batches.iter().enumerate() {
                 let scheduled = started + per_batch.mul_f64(i as f64);
@@ -466,9 +470,12 @@ async fn drive(
 
 /// The whole run: cluster (given or local), generation, crypto limit,
 /// load, report.
+/// `tls`: the gateway identity for a running TLS cluster (a local cluster
+/// is plaintext, so the figures measure the ledger, not the cipher).
 pub async fn run(
     args: &BenchArgs,
     endpoints: Option<Vec<String>>,
+    tls: Option<ClientTls>,
     quiet: bool,
 ) -> Result<BenchReport, BenchError> {
     if args.batch == 0 || args.batch > 10_000 || args.gateways == 0 || args.gateways > 1_024 {
@@ -549,7 +556,9 @@ pub async fn run(
         &progress,
     )?;
     progress.finish_and_clear();
-    Gateway::new(GatewayConfig::new(endpoints.clone()))?
+    let mut config = GatewayConfig::new(endpoints.clone());
+    config.tls = tls.clone();
+    Gateway::new(config)?
         .wait_for_issuer_key(&issuer, Duration::from_secs(30))
         .await?;
     if let (Some(cluster), Some(n)) = (local.as_mut(), args.stop_node) {
@@ -582,7 +591,7 @@ pub async fn run(
         args.mode, args.gateways, args.batch
     ));
     let progress = bar(args.payments, "payments");
-    let (elapsed, shared) = drive(args, &endpoints, batches, &progress).await?;
+    let (elapsed, shared) = drive(args, &endpoints, tls.as_ref(), batches, &progress).await?;
     progress.finish_and_clear();
     if let Some(mut cluster) = local {
         cluster.stop();

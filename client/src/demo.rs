@@ -15,7 +15,8 @@ use spentledger_protocol::types::{Currency, IdText};
 use spentledger_protocol::{Payment, Verdict, pb};
 
 use crate::gateway::{Gateway, GatewayConfig, PaymentVerdict};
-use crate::local_cluster::{LocalCluster, find_node_binary};
+use crate::local_cluster::{ClusterError, LocalCluster, find_node_binary};
+use crate::tls::{ClientRole, ClientTls, RoleIdentities};
 
 /// What the demo does; defaults give a run of about a minute.
 #[derive(Debug, Clone)]
@@ -37,6 +38,9 @@ pub struct DemoOptions {
     /// A running cluster to use instead of starting one (the demo registers
     /// its issuer key there and does not kill anything).
     pub endpoints: Option<Vec<String>>,
+    /// The identities to call a running TLS cluster with (each call in its
+    /// role). A local cluster always gets new development certificates.
+    pub tls: Option<RoleIdentities>,
 }
 
 impl Default for DemoOptions {
@@ -53,6 +57,7 @@ impl Default for DemoOptions {
             dir: None,
             quiet: false,
             endpoints: None,
+            tls: None,
         }
     }
 }
@@ -90,7 +95,12 @@ pub struct DemoArgs {
 }
 
 impl DemoArgs {
-    pub fn to_options(&self, quiet: bool, endpoints: Option<Vec<String>>) -> DemoOptions {
+    pub fn to_options(
+        &self,
+        quiet: bool,
+        endpoints: Option<Vec<String>>,
+        tls: Option<RoleIdentities>,
+    ) -> DemoOptions {
         DemoOptions {
             devices: self.devices,
             payments_per_device: self.payments_per_device,
@@ -103,6 +113,7 @@ impl DemoArgs {
             dir: self.dir.clone(),
             quiet,
             endpoints,
+            tls,
         }
     }
 }
@@ -323,10 +334,16 @@ fn build_workload(options: &DemoOptions, issuer: &Issuer) -> Result<Workload, De
     })
 }
 
+/// The identity for calls in `role` (none on a plaintext cluster).
+fn as_role(ids: Option<&RoleIdentities>, role: ClientRole) -> Option<&ClientTls> {
+    ids.map(|i| i.get(role))
+}
+
 async fn settlement_client(
     addr: &str,
+    ids: Option<&RoleIdentities>,
 ) -> Result<pb::settlement_client::SettlementClient<tonic::transport::Channel>, DemoError> {
-    let ch = crate::connect::dial(addr, None).await?;
+    let ch = crate::connect::dial(addr, None, as_role(ids, ClientRole::Gateway)).await?;
     Ok(pb::settlement_client::SettlementClient::new(ch))
 }
 
@@ -398,19 +415,21 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
                 quiet,
                 "--- using the running cluster; registering the demo issuer's key",
             );
-            register_key(&issuer, endpoints).await?;
+            register_key(&issuer, endpoints, options.tls.as_ref()).await?;
             (None, endpoints.clone())
         }
         None => {
             say(
                 quiet,
                 &format!(
-                    "--- start 3 spentledger-node processes (data in {})",
+                    "--- start 3 spentledger-node processes with mutual TLS (data and development certificates in {})",
                     dir.display()
                 ),
             );
             let node_bin = find_node_binary(options.node_bin.clone())?;
-            let mut cluster = LocalCluster::start(node_bin, &dir, 3, &genesis)?;
+            let certs = dir.join("certs");
+            crate::tls::init_dev_pki(&certs, &[], 30, true).map_err(ClusterError::Tls)?;
+            let mut cluster = LocalCluster::start_tls(node_bin, &dir, 3, &genesis, &certs)?;
             for i in 0..cluster.size() {
                 cluster.wait_ready(i, Duration::from_secs(60)).await?;
             }
@@ -418,7 +437,14 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
             (Some(cluster), endpoints)
         }
     };
-    let gateway = Gateway::new(GatewayConfig::new(endpoints.clone()))?;
+    let ids: Option<RoleIdentities> = match &cluster {
+        Some(c) => c.identities().cloned(),
+        None => options.tls.clone(),
+    };
+    let ids = ids.as_ref();
+    let mut config = GatewayConfig::new(endpoints.clone());
+    config.tls = as_role(ids, ClientRole::Gateway).cloned();
+    let gateway = Gateway::new(config)?;
     gateway
         .wait_for_issuer_key(&issuer, Duration::from_secs(30))
         .await?;
@@ -450,6 +476,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
         order.rotate_left(g % n);
         let mut config = GatewayConfig::new(order);
         config.batch_payments_max = options.batch_payments;
+        config.tls = as_role(ids, ClientRole::Gateway).cloned();
         gateways.push(Arc::new(Gateway::new(config)?));
     }
     let mut tasks = Vec::new();
@@ -541,9 +568,10 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
         quiet,
         "--- settle a few certificates (devices returned to the bank)",
     );
-    let leader = wait_for_leader(&endpoints).await?;
-    let mut issuer_client =
-        pb::issuer_client::IssuerClient::new(crate::connect::dial(&endpoints[leader], None).await?);
+    let leader = wait_for_leader(&endpoints, ids).await?;
+    let mut issuer_client = pb::issuer_client::IssuerClient::new(
+        crate::connect::dial(&endpoints[leader], None, as_role(ids, ClientRole::Issuer)).await?,
+    );
     let mut returned: Vec<usize> = workload.double_spenders.iter().take(2).copied().collect();
     returned.extend([0, options.devices / 2, options.devices - 1]);
     returned.sort_unstable();
@@ -628,10 +656,10 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
         quiet,
         "--- every node has applied the same log to the same state",
     );
-    let (applied_index, digest_table, equal) = converge(&endpoints).await?;
+    let (applied_index, digest_table, equal) = converge(&endpoints, ids).await?;
     summary.applied_index = applied_index;
     summary.digests_equal = equal;
-    let revocations = settlement_client(&endpoints[leader])
+    let revocations = settlement_client(&endpoints[leader], ids)
         .await?
         .list_revocations(pb::ListRevocationsRequest {
             after_sequence: 0,
@@ -660,11 +688,16 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
 
 /// Registers the demo issuer's key with a running cluster (through its
 /// leader, retrying while there is none).
-async fn register_key(issuer: &Issuer, endpoints: &[String]) -> Result<(), DemoError> {
+async fn register_key(
+    issuer: &Issuer,
+    endpoints: &[String],
+    ids: Option<&RoleIdentities>,
+) -> Result<(), DemoError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let leader = wait_for_leader(endpoints).await?;
-        let ch = crate::connect::dial(&endpoints[leader], None).await;
+        let leader = wait_for_leader(endpoints, ids).await?;
+        let ch =
+            crate::connect::dial(&endpoints[leader], None, as_role(ids, ClientRole::Issuer)).await;
         if let Ok(ch) = ch {
             match pb::issuer_client::IssuerClient::new(ch)
                 .register_issuer_key(pb::RegisterIssuerKeyRequest {
@@ -742,10 +775,14 @@ async fn expiring_devices(
     Ok(certificates)
 }
 
-async fn wait_for_leader(endpoints: &[String]) -> Result<usize, DemoError> {
+async fn wait_for_leader(
+    endpoints: &[String],
+    ids: Option<&RoleIdentities>,
+) -> Result<usize, DemoError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(l) = crate::local_cluster::leader_among(endpoints).await {
+        let admin = as_role(ids, ClientRole::Admin);
+        if let Some(l) = crate::local_cluster::leader_among(endpoints, admin).await {
             return Ok(l);
         }
         if Instant::now() > deadline {
@@ -756,12 +793,16 @@ async fn wait_for_leader(endpoints: &[String]) -> Result<usize, DemoError> {
 }
 
 /// Waits until every node reports the same applied index, then compares digests.
-async fn converge(endpoints: &[String]) -> Result<(u64, Table, bool), DemoError> {
+async fn converge(
+    endpoints: &[String],
+    ids: Option<&RoleIdentities>,
+) -> Result<(u64, Table, bool), DemoError> {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let admin = as_role(ids, ClientRole::Admin);
     loop {
         let mut seen: BTreeMap<usize, pb::NodeStatus> = BTreeMap::new();
         for (i, addr) in endpoints.iter().enumerate() {
-            if let Some(s) = crate::local_cluster::node_status(addr).await {
+            if let Some(s) = crate::local_cluster::node_status(addr, admin).await {
                 seen.insert(i, s);
             }
         }

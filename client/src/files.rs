@@ -2,7 +2,9 @@
 //! terminals and payments. JSON with hex for bytes, except payments, which
 //! are the protobuf encoding in hex (what the QR code carries).
 //!
-//! Secret-bearing files (issuer keys, devices) are written with mode 0600.
+//! Secret-bearing files (issuer keys, devices, TLS private keys) are
+//! written with mode 0600, and refused when group or others may read them:
+//! a key another local user could have copied is no longer secret.
 
 use std::path::Path;
 
@@ -33,15 +35,46 @@ fn read_text(path: &Path) -> Result<String, FileError> {
     })
 }
 
+/// Reads a secret-bearing file, refusing it when its mode lets group or
+/// others read or write it.
+pub fn read_secret_text(path: &Path) -> Result<String, FileError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| FileError::Read {
+            path: path.display().to_string(),
+            problem: e.to_string(),
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(FileError::Read {
+            path: path.display().to_string(),
+            problem: format!(
+                "holds a secret but its mode is {:04o}; run chmod 600 on it",
+                mode & 0o7777
+            ),
+        });
+    }
+    read_text(path)
+}
+
 fn parse_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, FileError> {
-    serde_json::from_str(&read_text(path)?).map_err(|e| FileError::Read {
+    parse_json_text(path, &read_text(path)?)
+}
+
+fn parse_secret_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, FileError> {
+    parse_json_text(path, &read_secret_text(path)?)
+}
+
+fn parse_json_text<T: for<'de> Deserialize<'de>>(path: &Path, text: &str) -> Result<T, FileError> {
+    serde_json::from_str(text).map_err(|e| FileError::Read {
         path: path.display().to_string(),
         problem: e.to_string(),
     })
 }
 
 /// Writes `text` atomically (temp file, fsync, rename) with `mode`.
-fn write_text(path: &Path, text: &str, mode: u32) -> Result<(), FileError> {
+pub fn write_text(path: &Path, text: &str, mode: u32) -> Result<(), FileError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let err = |e: std::io::Error| FileError::Write {
@@ -97,7 +130,7 @@ pub struct IssuerKeyFile {
 
 impl IssuerKeyFile {
     pub fn load(path: &Path) -> Result<Issuer, FileError> {
-        let f: IssuerKeyFile = parse_json(path)?;
+        let f: IssuerKeyFile = parse_secret_json(path)?;
         let key_id = IdText::new("key_id", f.key_id).map_err(|e| FileError::Invalid {
             path: path.display().to_string(),
             field: "key_id",
@@ -183,7 +216,7 @@ impl DeviceFile {
 
     /// The device's wallet and its seed.
     pub fn load(path: &Path) -> Result<(Wallet, [u8; 32]), FileError> {
-        let f: DeviceFile = parse_json(path)?;
+        let f: DeviceFile = parse_secret_json(path)?;
         let invalid = |field: &'static str, problem: String| FileError::Invalid {
             path: path.display().to_string(),
             field,

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use spentledger_protocol::{Payment, RejectReason, Verdict, pb};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+use crate::tls::ClientTls;
 
 /// Metadata a node sets when it redirects to the leader.
 const LEADER_ADDR_HEADER: &str = "x-spentledger-leader-addr";
@@ -31,6 +33,9 @@ pub struct GatewayConfig {
     pub backoff_max_ms: u64,
     /// Payments per SubmitBatch (the server's `--batch-payments-max` or less).
     pub batch_payments_max: usize,
+    /// Mutual TLS with a `gateway` certificate; `None` for a plaintext
+    /// (development) cluster.
+    pub tls: Option<ClientTls>,
 }
 
 impl GatewayConfig {
@@ -42,6 +47,7 @@ impl GatewayConfig {
             backoff_initial_ms: 50,
             backoff_max_ms: 2_000,
             batch_payments_max: 500,
+            tls: None,
         }
     }
 }
@@ -95,11 +101,15 @@ pub struct Gateway {
     preferred: AtomicUsize,
 }
 
-fn channel_for(addr: &str, timeout_ms: u64) -> Result<Channel, GatewayError> {
-    Ok(Endpoint::from_shared(crate::connect::url(addr))
+fn channel_for(
+    addr: &str,
+    timeout_ms: u64,
+    tls: Option<&ClientTls>,
+) -> Result<Channel, GatewayError> {
+    Ok(crate::connect::endpoint(addr, tls)
         .map_err(|e| GatewayError::BadEndpoint {
             endpoint: addr.to_owned(),
-            problem: e.to_string(),
+            problem: e.message().to_owned(),
         })?
         .connect_timeout(Duration::from_millis(timeout_ms.min(2_000)))
         .timeout(Duration::from_millis(timeout_ms))
@@ -135,7 +145,7 @@ impl Gateway {
             .map(|a| {
                 Ok(Target {
                     addr: a.clone(),
-                    channel: channel_for(a, config.call_timeout_ms)?,
+                    channel: channel_for(a, config.call_timeout_ms, config.tls.as_ref())?,
                 })
             })
             .collect::<Result<Vec<_>, GatewayError>>()?;
@@ -164,16 +174,18 @@ impl Gateway {
         let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
         let i = match targets.iter().position(|t| t.addr == addr) {
             Some(i) => i,
-            None => match channel_for(addr, self.config.call_timeout_ms) {
-                Ok(channel) => {
-                    targets.push(Target {
-                        addr: addr.to_owned(),
-                        channel,
-                    });
-                    targets.len() - 1
+            None => {
+                match channel_for(addr, self.config.call_timeout_ms, self.config.tls.as_ref()) {
+                    Ok(channel) => {
+                        targets.push(Target {
+                            addr: addr.to_owned(),
+                            channel,
+                        });
+                        targets.len() - 1
+                    }
+                    Err(_) => return,
                 }
-                Err(_) => return,
-            },
+            }
         };
         self.preferred.store(i, Ordering::Relaxed);
     }

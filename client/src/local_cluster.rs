@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use spentledger_protocol::pb;
 
+use crate::tls::{ClientTls, RoleIdentities};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error(
@@ -26,6 +28,8 @@ pub enum ClusterError {
     },
     #[error("node {node} not ready within {waited_ms} ms")]
     NotReady { node: u64, waited_ms: u64 },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsSetupError),
 }
 
 /// Finds `spentledger-node`: an explicit path, else next to this program.
@@ -45,8 +49,8 @@ pub fn find_node_binary(explicit: Option<PathBuf>) -> Result<PathBuf, ClusterErr
 }
 
 /// The own status of the node at `addr` (host:port), if it answers.
-pub async fn node_status(addr: &str) -> Option<pb::NodeStatus> {
-    let ch = crate::connect::dial(addr, Some(Duration::from_secs(2)))
+pub async fn node_status(addr: &str, tls: Option<&ClientTls>) -> Option<pb::NodeStatus> {
+    let ch = crate::connect::dial(addr, Some(Duration::from_secs(2)), tls)
         .await
         .ok()?;
     pb::admin_client::AdminClient::new(ch)
@@ -60,45 +64,15 @@ pub async fn node_status(addr: &str) -> Option<pb::NodeStatus> {
 }
 
 /// The position in `endpoints` of the node that says it leads.
-pub async fn leader_among(endpoints: &[String]) -> Option<usize> {
+pub async fn leader_among(endpoints: &[String], tls: Option<&ClientTls>) -> Option<usize> {
     for (i, addr) in endpoints.iter().enumerate() {
-        if let Some(s) = node_status(addr).await
+        if let Some(s) = node_status(addr, tls).await
             && s.role == pb::NodeRole::Leader as i32
         {
             return Some(i);
         }
     }
     None
-}
-
-/// Next candidate port of this process's range (see [`free_addr`]).
-static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-
-/// A loopback address for a node to bind. Ports come from 20000..32000,
-/// below the kernel's ephemeral range (32768 up), so a port chosen here and
-/// released until the node binds it cannot be handed meanwhile to some
-/// other socket bound to port 0; each process starts at its own offset and
-/// never hands out a port twice.
-fn free_addr() -> std::io::Result<SocketAddr> {
-    const FIRST: u16 = 20_000;
-    const SPAN: u16 = 12_000;
-    let _ = NEXT_PORT.compare_exchange(
-        0,
-        (std::process::id() % u32::from(SPAN)) as u16 + 1,
-        std::sync::atomic::Ordering::Relaxed,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    for _ in 0..SPAN {
-        let n = NEXT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let port = FIRST + n % SPAN;
-        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            return listener.local_addr();
-        }
-    }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::AddrInUse,
-        "no free port in 20000..32000",
-    ))
 }
 
 /// Running nodes, numbered 1..=n.
@@ -111,12 +85,18 @@ pub struct LocalCluster {
     children: Vec<Option<Child>>,
     /// Nodes in their own process group (they outlive this program).
     detached: bool,
+    /// TLS: the certificates directory the nodes use (`node.pem`), and the
+    /// identities this value talks to them with.
+    tls: Option<RoleIdentities>,
 }
 
 /// What `cluster up` leaves in its directory for `cluster down|status`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Manifest {
     pub nodes: Vec<ManifestNode>,
+    /// The certificates directory when the nodes serve TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certs_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -194,6 +174,10 @@ impl Manifest {
                 .args(["-KILL", &pid.to_string()])
                 .status();
         }
+        for node in &self.nodes {
+            crate::ports::release(node.addr);
+            crate::ports::release(node.metrics_addr);
+        }
         ours.len()
     }
 }
@@ -208,7 +192,21 @@ impl LocalCluster {
         size: usize,
         genesis_keys_json: &str,
     ) -> Result<Self, ClusterError> {
-        Self::launch(node_bin, dir, size, genesis_keys_json, false)
+        Self::launch(node_bin, dir, size, genesis_keys_json, false, None)
+    }
+
+    /// Like [`LocalCluster::start`] with mutual TLS: the nodes present
+    /// `node.pem` from `certs_dir` (see `spentledger certs init`) and this
+    /// value talks to them as `admin`.
+    pub fn start_tls(
+        node_bin: PathBuf,
+        dir: &Path,
+        size: usize,
+        genesis_keys_json: &str,
+        certs_dir: &Path,
+    ) -> Result<Self, ClusterError> {
+        let tls = RoleIdentities::from_dir(certs_dir).map_err(ClusterError::Tls)?;
+        Self::launch(node_bin, dir, size, genesis_keys_json, false, Some(tls))
     }
 
     /// Like [`LocalCluster::start`], but the nodes run in their own process
@@ -219,8 +217,13 @@ impl LocalCluster {
         dir: &Path,
         size: usize,
         genesis_keys_json: &str,
+        certs_dir: Option<&Path>,
     ) -> Result<Self, ClusterError> {
-        Self::launch(node_bin, dir, size, genesis_keys_json, true)
+        let tls = certs_dir
+            .map(RoleIdentities::from_dir)
+            .transpose()
+            .map_err(ClusterError::Tls)?;
+        Self::launch(node_bin, dir, size, genesis_keys_json, true, tls)
     }
 
     fn launch(
@@ -229,6 +232,7 @@ impl LocalCluster {
         size: usize,
         genesis_keys_json: &str,
         detached: bool,
+        tls: Option<RoleIdentities>,
     ) -> Result<Self, ClusterError> {
         if !(1..=9).contains(&size) {
             return Err(ClusterError::BadSize(size));
@@ -240,10 +244,15 @@ impl LocalCluster {
             node_bin,
             dir: dir.to_owned(),
             genesis_keys,
-            addrs: (0..size).map(|_| free_addr()).collect::<Result<_, _>>()?,
-            metrics_addrs: (0..size).map(|_| free_addr()).collect::<Result<_, _>>()?,
+            addrs: (0..size)
+                .map(|_| crate::ports::reserve_loopback_addr())
+                .collect::<Result<_, _>>()?,
+            metrics_addrs: (0..size)
+                .map(|_| crate::ports::reserve_loopback_addr())
+                .collect::<Result<_, _>>()?,
             children: (0..size).map(|_| None).collect(),
             detached,
+            tls,
         };
         for i in 0..size {
             cluster.spawn(i)?;
@@ -266,10 +275,23 @@ impl LocalCluster {
                 })
             })
             .collect();
-        let manifest = Manifest { nodes };
+        let manifest = Manifest {
+            nodes,
+            certs_dir: self.tls.as_ref().map(|t| t.dir.clone()),
+        };
         let text = serde_json::to_string_pretty(&manifest).expect("the manifest serializes");
         std::fs::write(self.dir.join(MANIFEST_FILE), text)?;
         Ok(manifest)
+    }
+
+    /// The identity to call the nodes with as an operator, under TLS.
+    pub fn admin_tls(&self) -> Option<&ClientTls> {
+        self.tls.as_ref().map(|t| &t.admin)
+    }
+
+    /// Every role's identity, under TLS.
+    pub fn identities(&self) -> Option<&RoleIdentities> {
+        self.tls.as_ref()
     }
 
     pub fn size(&self) -> usize {
@@ -285,11 +307,28 @@ impl LocalCluster {
             .collect();
         let node_dir = self.dir.join(format!("node-{}", i + 1));
         std::fs::create_dir_all(&node_dir)?;
+        // A restart may come long after the ports were reserved.
+        crate::ports::refresh(self.addrs[i])?;
+        crate::ports::refresh(self.metrics_addrs[i])?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(node_dir.join("node.log"))?;
         let mut cmd = Command::new(&self.node_bin);
+        match &self.tls {
+            Some(tls) => {
+                let node = crate::tls::NODE_IDENTITY;
+                cmd.arg("--tls-cert")
+                    .arg(tls.dir.join(format!("{node}.pem")))
+                    .arg("--tls-key")
+                    .arg(tls.dir.join(format!("{node}.key")))
+                    .arg("--tls-ca")
+                    .arg(tls.dir.join(crate::tls::CA_CERT_FILE));
+            }
+            None => {
+                cmd.arg("--plaintext");
+            }
+        }
         cmd.arg("--node-id")
             .arg((i + 1).to_string())
             .arg("--listen")
@@ -305,7 +344,9 @@ impl LocalCluster {
             .arg("--election-timeout-ms")
             .arg("500")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            // The node logs (tracing) to stdout and reports fatal errors on
+            // stderr: both go to node.log.
+            .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
         if self.detached {
             use std::os::unix::process::CommandExt;
@@ -344,8 +385,12 @@ impl LocalCluster {
                     log_tail: tail,
                 });
             }
-            if let Ok(ch) =
-                crate::connect::dial(&self.addrs[i].to_string(), Some(Duration::from_secs(2))).await
+            if let Ok(ch) = crate::connect::dial(
+                &self.addrs[i].to_string(),
+                Some(Duration::from_secs(2)),
+                self.admin_tls(),
+            )
+            .await
             {
                 let status = tonic_health::pb::health_client::HealthClient::new(ch)
                     .check(tonic_health::pb::HealthCheckRequest {
@@ -371,7 +416,7 @@ impl LocalCluster {
 
     /// Node `i`'s own status, if it answers.
     pub async fn status(&self, i: usize) -> Option<pb::NodeStatus> {
-        node_status(&self.addrs[i].to_string()).await
+        node_status(&self.addrs[i].to_string(), self.admin_tls()).await
     }
 
     /// The 0-based index of the running node that says it leads.
@@ -435,6 +480,11 @@ impl Drop for LocalCluster {
         for child in self.children.iter_mut().flatten() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if !self.detached {
+            for addr in self.addrs.iter().chain(&self.metrics_addrs) {
+                crate::ports::release(*addr);
+            }
         }
     }
 }

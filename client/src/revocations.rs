@@ -6,6 +6,7 @@ use std::time::Duration;
 use spentledger_protocol::pb;
 
 use crate::gateway::GatewayError;
+use crate::tls::ClientTls;
 
 /// Back-off between reconnection attempts, doubling up to the maximum.
 const RECONNECT_INITIAL_MS: u64 = 100;
@@ -20,6 +21,7 @@ pub struct RevocationWatcher {
     last_sequence: u64,
     stream: Option<tonic::Streaming<pb::Revocation>>,
     backoff_ms: u64,
+    tls: Option<ClientTls>,
 }
 
 impl RevocationWatcher {
@@ -30,7 +32,14 @@ impl RevocationWatcher {
             last_sequence: after_sequence,
             stream: None,
             backoff_ms: RECONNECT_INITIAL_MS,
+            tls: None,
         }
+    }
+
+    /// Connects with TLS, presenting `tls` (a `gateway` identity).
+    pub fn with_tls(mut self, tls: Option<ClientTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The sequence number of the last revocation yielded (persist it to
@@ -46,7 +55,7 @@ impl RevocationWatcher {
         let addr = &self.endpoints[self.next_endpoint % self.endpoints.len()];
         self.next_endpoint += 1;
         // No call deadline: the watch stream lives as long as the watcher.
-        let channel = crate::connect::dial(addr, None).await?;
+        let channel = crate::connect::dial(addr, None, self.tls.as_ref()).await?;
         Ok(pb::settlement_client::SettlementClient::new(channel)
             .watch_revocations(pb::WatchRevocationsRequest {
                 after_sequence: self.last_sequence,

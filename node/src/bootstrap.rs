@@ -66,9 +66,9 @@ pub fn claim_identity(data_dir: &Path, node_id: u64) -> Result<(), IdentityError
 /// Whether any other initial member already belongs to an initialised
 /// cluster (it knows members). Unreachable peers count as not initialised:
 /// on a first start they are starting too.
-async fn a_peer_is_initialised(self_id: u64, members: &BTreeMap<u64, String>) -> Option<u64> {
-    for (id, addr) in members.iter().filter(|(id, _)| **id != self_id) {
-        if let Ok(status) = peer_status_response(addr).await
+async fn a_peer_is_initialised(node: &LedgerNode, members: &BTreeMap<u64, String>) -> Option<u64> {
+    for (id, addr) in members.iter().filter(|(id, _)| **id != node.id) {
+        if let Ok(status) = peer_status_response(&node.dialer, addr).await
             && !status.members.is_empty()
         {
             return Some(*id);
@@ -91,7 +91,7 @@ pub async fn bootstrap_once(
         tracing::info!(node_id = node.id, "already initialised; bootstrap skipped");
         return Ok(());
     }
-    if let Some(peer) = a_peer_is_initialised(node.id, initial_members).await {
+    if let Some(peer) = a_peer_is_initialised(node, initial_members).await {
         tracing::warn!(
             node_id = node.id,
             peer,
@@ -154,8 +154,9 @@ async fn register_through_leader(node: &LedgerNode, key: &IssuerKey) -> Result<(
     } else {
         address
     };
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| e.to_string())?
+    let channel = node
+        .dialer
+        .endpoint(&address)?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(10))
         .connect()
@@ -203,7 +204,7 @@ pub async fn join_once(
             tracing::info!(node_id = node.id, "a voter of the cluster; nothing to join");
             return Ok(());
         }
-        match join_attempt(node.id, seeds, advertise).await {
+        match join_attempt(node, seeds, advertise).await {
             Ok(JoinStep::AlreadyMember) => {
                 // Listed in the membership: the leader will replicate to us.
                 tracing::info!(
@@ -232,13 +233,14 @@ enum JoinStep {
 }
 
 async fn join_attempt(
-    self_id: u64,
+    node: &LedgerNode,
     seeds: &BTreeMap<u64, String>,
     advertise: &str,
 ) -> Result<JoinStep, String> {
+    let self_id = node.id;
     let mut last = String::from("no seed answered");
     for (_, seed) in seeds.iter().filter(|(id, _)| **id != self_id) {
-        let status = match peer_status_response(seed).await {
+        let status = match peer_status_response(&node.dialer, seed).await {
             Ok(s) => s,
             Err(e) => {
                 last = e;
@@ -254,8 +256,9 @@ async fn join_attempt(
             last = format!("{seed} knows no leader");
             continue;
         };
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", leader.address))
-            .map_err(|e| e.to_string())?
+        let channel = node
+            .dialer
+            .endpoint(&leader.address)?
             .connect_timeout(Duration::from_secs(2))
             .connect()
             .await

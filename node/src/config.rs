@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::api::CoalescerLimits;
 use crate::ledger_node::RaftTimings;
 use crate::network::RAFT_MESSAGE_BYTES_MAX;
+use crate::security::{NodeTls, TlsError};
 
 /// spentledger-node: one node of a spentledger ledger cluster.
 #[derive(Debug, Clone, Parser)]
@@ -92,6 +93,25 @@ pub struct Flags {
     /// a node that disagrees with all of them stops serving [default: 10000].
     #[arg(long, env = "SPENTLEDGER_DIGEST_AUDIT_INTERVAL_MS")]
     pub digest_audit_interval_ms: Option<u64>,
+    /// PEM certificate (chain) this node presents to clients and peers. With
+    /// --tls-key and --tls-ca: mutual TLS, and every RPC checked against the
+    /// caller certificate's role (gateway, issuer, admin, peer).
+    #[arg(long, env = "SPENTLEDGER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert; refused when other users may read it.
+    #[arg(long, env = "SPENTLEDGER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM certificate of the CA that signs every node and client certificate.
+    #[arg(long, env = "SPENTLEDGER_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Also serve the standard gRPC health service, alone and in plaintext,
+    /// here (for probes that cannot present a client certificate).
+    #[arg(long, env = "SPENTLEDGER_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
+    /// Serve without TLS and without access control (development only; the
+    /// node logs a warning). Required when no TLS files are given.
+    #[arg(long, env = "SPENTLEDGER_PLAINTEXT")]
+    pub plaintext: bool,
 }
 
 /// The same settings as a TOML file (kebab-case keys).
@@ -124,6 +144,12 @@ pub struct FileSettings {
     pub submit_linger_ms: Option<u64>,
     pub drain_timeout_ms: Option<u64>,
     pub digest_audit_interval_ms: Option<u64>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    pub health_listen: Option<SocketAddr>,
+    #[serde(default)]
+    pub plaintext: bool,
 }
 
 /// A checked configuration.
@@ -144,6 +170,9 @@ pub struct NodeConfig {
     pub submit: CoalescerLimits,
     pub drain_timeout_ms: u64,
     pub digest_audit_interval_ms: u64,
+    /// `None`: plaintext, chosen explicitly.
+    pub tls: Option<NodeTls>,
+    pub health_listen: Option<SocketAddr>,
 }
 
 /// A numeric setting from flags/env, else the file, else `default`, checked
@@ -413,6 +442,12 @@ impl NodeConfig {
             10_000,
             100..=3_600_000,
         )?;
+        let tls = resolve_tls(
+            flags.tls_cert.or(file.tls_cert),
+            flags.tls_key.or(file.tls_key),
+            flags.tls_ca.or(file.tls_ca),
+            flags.plaintext || file.plaintext,
+        )?;
         Ok(NodeConfig {
             node_id,
             listen,
@@ -435,6 +470,49 @@ impl NodeConfig {
             submit,
             drain_timeout_ms,
             digest_audit_interval_ms,
+            tls,
+            health_listen: flags.health_listen.or(file.health_listen),
         })
+    }
+}
+
+/// TLS from all three files, or plaintext when asked for explicitly;
+/// anything in between is a configuration error.
+fn resolve_tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    plaintext: bool,
+) -> Result<Option<NodeTls>, ConfigError> {
+    match (cert, key, ca, plaintext) {
+        (None, None, None, true) => Ok(None),
+        (None, None, None, false) => Err(invalid(
+            "tls-cert",
+            "TLS is required: give --tls-cert, --tls-key and --tls-ca \
+             (spentledger certs init makes them), or --plaintext for development",
+        )),
+        (_, _, _, true) => Err(invalid(
+            "plaintext",
+            "--plaintext contradicts the --tls-* files given",
+        )),
+        (Some(cert), Some(key), Some(ca), false) => {
+            NodeTls::load(&cert, &key, &ca).map(Some).map_err(|e| {
+                let flag = match &e {
+                    TlsError::KeyExposed { .. } => "tls-key",
+                    _ => "tls-cert",
+                };
+                invalid(flag, e.to_string())
+            })
+        }
+        (cert, key, _, false) => Err(invalid(
+            if cert.is_none() {
+                "tls-cert"
+            } else if key.is_none() {
+                "tls-key"
+            } else {
+                "tls-ca"
+            },
+            "--tls-cert, --tls-key and --tls-ca go together",
+        )),
     }
 }

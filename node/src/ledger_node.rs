@@ -9,10 +9,11 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::api::{AdminService, ApiLimits, Coalescer, IssuerService, SettlementService};
+use crate::api::{AdminService, ApiLimits, Coalescer, Forwarder, IssuerService, SettlementService};
 use crate::consensus::{LedgerStateMachine, NodeId, StateHandle, TypeConfig};
-use crate::network::{PeerNetworkFactory, RAFT_MESSAGE_BYTES_MAX, RaftService};
+use crate::network::{PeerDialer, PeerNetworkFactory, RAFT_MESSAGE_BYTES_MAX, RaftService};
 use crate::ops::{MetricsSources, NodeMetrics, Quarantine, run_digest_audit, serve_metrics};
+use crate::security::{NodeTls, RoleGuardLayer};
 use crate::state_machine::{Ledger, LedgerConfig};
 use crate::storage::LogStore;
 
@@ -79,6 +80,15 @@ async fn report_readiness(
 /// Largest client request: a full batch of 1,000 two-input payments is about
 /// 1.3 MiB, so 16 MiB leaves room while bounding what one call can pin.
 pub const API_MESSAGE_BYTES_MAX: usize = 16 << 20;
+/// Concurrent HTTP/2 streams one connection may open (one client cannot
+/// hold unbounded handlers).
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 256;
+/// HTTP/2 keepalive: ping an idle connection this often...
+pub const KEEPALIVE_INTERVAL_MS: u64 = 30_000;
+/// ...and drop it when the ping is not answered within this.
+pub const KEEPALIVE_TIMEOUT_MS: u64 = 20_000;
+/// Largest header block a request may carry.
+pub const HEADER_LIST_BYTES_MAX: u32 = 16 << 10;
 
 /// Raft timing, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,10 +125,17 @@ pub struct NodeOptions {
     pub api: ApiLimits,
     /// Where `GET /metrics` is served, if anywhere.
     pub metrics_listener: Option<TcpListener>,
+    /// Where the standard gRPC health service alone is served in plaintext,
+    /// if anywhere: for probes that cannot speak mutual TLS (Kubernetes'
+    /// gRPC probes). It reveals serving status only.
+    pub health_listener: Option<TcpListener>,
     /// How long shutdown waits for in-flight requests before cutting them.
     pub drain_timeout_ms: u64,
     /// How often the state digest is compared with the peers'.
     pub digest_audit_interval_ms: u64,
+    /// Mutual TLS for clients and peers, with roles enforced per RPC.
+    /// `None` is plaintext without access control (development only).
+    pub tls: Option<NodeTls>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,10 +146,18 @@ pub enum NodeError {
     Timings(String),
     #[error("storage: {0}")]
     Storage(#[from] std::io::Error),
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Listen {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("validator: {0}")]
     Validator(#[from] spentledger_protocol::ValidatorError),
     #[error("raft: {0}")]
     Raft(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A running node. Dropping it without [`LedgerNode::shutdown`] leaves its
@@ -143,10 +168,14 @@ pub struct LedgerNode {
     pub raft: LedgerRaft,
     pub state: StateHandle,
     pub metrics: NodeMetrics,
+    /// How this node dials its peers (TLS with its certificate, or not).
+    pub dialer: PeerDialer,
     /// Set when this node's digest diverged from its peers'.
     pub quarantine: Quarantine,
     /// Where `/metrics` is served, when it is.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Where the plaintext health-only service is, when it is.
+    pub health_addr: Option<std::net::SocketAddr>,
     stopping: tokio::sync::watch::Sender<bool>,
     stop_server: Option<oneshot::Sender<()>>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -179,7 +208,14 @@ impl LedgerNode {
         let sm = LedgerStateMachine::open(&options.data_dir.join("state"), ledger)?
             .with_metrics(metrics.clone());
         let state = sm.state();
-        let network = PeerNetworkFactory::new(options.node_id);
+        let dialer = PeerDialer::new(options.tls.as_ref().map(NodeTls::client_config));
+        if options.tls.is_none() {
+            tracing::warn!(
+                node_id = options.node_id,
+                "PLAINTEXT: no TLS and no access control; for development only"
+            );
+        }
+        let network = PeerNetworkFactory::new(options.node_id, dialer.clone());
         let raft = Raft::new(options.node_id, Arc::new(config), network, log.clone(), sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -200,7 +236,8 @@ impl LedgerNode {
             coalescer.clone(),
             metrics.clone(),
             stopping_rx.clone(),
-        );
+        )
+        .with_forwarder(Forwarder::new(dialer.clone()));
         let mut metrics_addr = None;
         let metrics_server = match options.metrics_listener {
             Some(listener) => {
@@ -230,6 +267,21 @@ impl LedgerNode {
                 .set_service_status(name, tonic_health::ServingStatus::NotServing)
                 .await;
         }
+        let mut health_addr = None;
+        if let Some(listener) = options.health_listener {
+            health_addr = Some(listener.local_addr()?);
+            let mut stop = stopping_rx.clone();
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(health_service.clone())
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        },
+                    ),
+            );
+        }
         let quarantine = Quarantine::default();
         tokio::spawn(report_readiness(
             raft.clone(),
@@ -242,6 +294,7 @@ impl LedgerNode {
             quarantine.clone(),
             metrics.clone(),
             options.digest_audit_interval_ms,
+            dialer.clone(),
             stopping_rx.clone(),
         ));
         // A quarantined node refuses the client APIs (Admin stays up so
@@ -261,8 +314,21 @@ impl LedgerNode {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| NodeError::Raft(format!("reflection: {e}")))?;
+        let mut server_builder = tonic::transport::Server::builder()
+            .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
+            .http2_keepalive_interval(Some(std::time::Duration::from_millis(
+                KEEPALIVE_INTERVAL_MS,
+            )))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_millis(KEEPALIVE_TIMEOUT_MS)))
+            .http2_max_header_list_size(HEADER_LIST_BYTES_MAX);
+        if let Some(tls) = &options.tls {
+            server_builder = server_builder
+                .tls_config(tls.server_config())
+                .map_err(|e| NodeError::Tls(e.to_string()))?;
+        }
         let server = tokio::spawn(
-            tonic::transport::Server::builder()
+            server_builder
+                .layer(RoleGuardLayer::new(options.tls.is_some()))
                 .add_service(health_service)
                 .add_service(reflection)
                 .add_service(
@@ -283,6 +349,7 @@ impl LedgerNode {
                     raft.clone(),
                     state.clone(),
                     quarantine.clone(),
+                    dialer.clone(),
                 )))
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stop_rx.await;
@@ -295,8 +362,10 @@ impl LedgerNode {
             raft,
             state,
             metrics,
+            dialer,
             quarantine,
             metrics_addr,
+            health_addr,
             stopping,
             stop_server: Some(stop_tx),
             server,

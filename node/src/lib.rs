@@ -14,5 +14,6 @@ pub mod consensus;
 pub mod ledger_node;
 pub mod network;
 pub mod ops;
+pub mod security;
 pub mod state_machine;
 pub mod storage;

@@ -51,9 +51,18 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: NodeConfig) -> Result<(), NodeError> {
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let listen = |what: &'static str, addr: std::net::SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| NodeError::Listen { what, addr, source })
+    };
+    let listener = listen("gRPC", config.listen).await?;
     let metrics_listener = match config.metrics_listen {
-        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+        Some(addr) => Some(listen("metrics", addr).await?),
+        None => None,
+    };
+    let health_listener = match config.health_listen {
+        Some(addr) => Some(listen("health", addr).await?),
         None => None,
     };
     let node = LedgerNode::start(NodeOptions {
@@ -71,8 +80,10 @@ async fn run(config: NodeConfig) -> Result<(), NodeError> {
             ..Default::default()
         },
         metrics_listener,
+        health_listener,
         drain_timeout_ms: config.drain_timeout_ms,
         digest_audit_interval_ms: config.digest_audit_interval_ms,
+        tls: config.tls.clone(),
     })
     .await?;
     tracing::info!(node_id = config.node_id, advertise = %config.advertise, "serving");

@@ -1,6 +1,6 @@
 //! `spentledger cluster up|down|status`: a local cluster of node processes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Subcommand;
@@ -26,6 +26,11 @@ pub enum ClusterCommand {
         /// Path of the spentledger-node binary (default: next to this program).
         #[arg(long, env = "SPENTLEDGER_NODE_BIN")]
         node_bin: Option<PathBuf>,
+        /// Serve mutual TLS with certificates from --certs-dir, or, without
+        /// it, from new development certificates in DIR/certs. Later
+        /// commands given --cluster-dir DIR use them automatically.
+        #[arg(long)]
+        tls: bool,
     },
     /// Stop the nodes of the cluster in DIR (SIGTERM, then SIGKILL after 20 s).
     Down {
@@ -39,13 +44,18 @@ pub enum ClusterCommand {
     },
 }
 
-pub async fn run(command: &ClusterCommand, out: &Output) -> Result<(), CliError> {
+pub async fn run(
+    command: &ClusterCommand,
+    certs_dir: Option<&Path>,
+    out: &Output,
+) -> Result<(), CliError> {
     match command {
         ClusterCommand::Up {
             dir,
             nodes,
             genesis_issuer_keys,
             node_bin,
+            tls,
         } => {
             if dir.join(crate::local_cluster::MANIFEST_FILE).exists() {
                 let running = Manifest::load(dir)?;
@@ -65,7 +75,18 @@ pub async fn run(command: &ClusterCommand, out: &Output) -> Result<(), CliError>
                 None => ("[]".to_owned(), 0),
             };
             let bin = find_node_binary(node_bin.clone())?;
-            let mut cluster = LocalCluster::start_detached(bin, dir, *nodes, &keys)?;
+            let certs_dir = match (tls, certs_dir) {
+                (_, Some(given)) => Some(given.to_owned()),
+                (true, None) => {
+                    let made = dir.join("certs");
+                    crate::tls::init_dev_pki(&made, &[], 365, false)?;
+                    out.note(&format!("development certificates in {}", made.display()));
+                    Some(made)
+                }
+                (false, None) => None,
+            };
+            let mut cluster =
+                LocalCluster::start_detached(bin, dir, *nodes, &keys, certs_dir.as_deref())?;
             out.note(&format!(
                 "started {nodes} nodes; waiting until each is ready"
             ));
@@ -132,6 +153,12 @@ pub async fn run(command: &ClusterCommand, out: &Output) -> Result<(), CliError>
         }
         ClusterCommand::Status { dir } => {
             let manifest = Manifest::load(dir)?;
+            if let Some(certs) = certs_dir.map(Path::to_owned).or(manifest.certs_dir.clone()) {
+                super::connect::set_tls(Some(crate::tls::ClientTls::from_dir(
+                    &certs,
+                    crate::tls::ClientRole::Admin.name(),
+                )?));
+            }
             super::admin::status(&manifest.endpoints(), out).await
         }
     }

@@ -6,12 +6,27 @@ use spentledger_protocol::pb;
 use tonic::transport::Channel;
 
 use super::CliError;
+use crate::tls::ClientTls;
 
 /// Deadline of one CLI call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The identity this invocation presents: one command runs per process,
+/// in one role, so it is chosen once, before the command runs.
+static TLS: std::sync::OnceLock<Option<ClientTls>> = std::sync::OnceLock::new();
+
+/// Sets the identity for this process's calls (first call wins).
+pub fn set_tls(tls: Option<ClientTls>) {
+    let _ = TLS.set(tls);
+}
+
+/// The identity set by [`set_tls`], if any.
+pub fn tls() -> Option<&'static ClientTls> {
+    TLS.get().and_then(Option::as_ref)
+}
+
 pub async fn channel(addr: &str) -> Result<Channel, CliError> {
-    Ok(crate::connect::dial(addr, Some(CALL_TIMEOUT)).await?)
+    Ok(crate::connect::dial(addr, Some(CALL_TIMEOUT), tls()).await?)
 }
 
 /// The first endpoint that answers.

@@ -100,6 +100,7 @@ pub async fn submit(args: &SubmitArgs, endpoints: &[String], out: &Output) -> Re
     // it answers them REJECTED with the field at fault.
     let mut config = GatewayConfig::new(endpoints.to_vec());
     config.batch_payments_max = args.batch_payments;
+    config.tls = connect::tls().cloned();
     let gateway = Gateway::new(config)?;
     let mut rows = Vec::new();
     let mut json = Vec::new();
@@ -339,7 +340,8 @@ pub async fn revocations(
         }
         RevocationsCommand::Watch { after, count } => {
             let mut watcher =
-                crate::revocations::RevocationWatcher::new(endpoints.to_vec(), *after);
+                crate::revocations::RevocationWatcher::new(endpoints.to_vec(), *after)
+                    .with_tls(connect::tls().cloned());
             let mut seen = 0u64;
             while count.is_none_or(|c| seen < c) {
                 let r = watcher.next().await?;

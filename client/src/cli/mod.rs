@@ -13,6 +13,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::tls::{ClientRole, ClientTls, RoleIdentities};
+
 pub use output::Output;
 
 /// spentledger: settle offline payments on a replicated ledger.
@@ -34,6 +36,21 @@ pub struct Cli {
     /// when --endpoints is not given).
     #[arg(long, global = true, env = "SPENTLEDGER_CLUSTER_DIR")]
     pub cluster_dir: Option<PathBuf>,
+    /// TLS certificates directory (as `certs init` writes): ca.pem and one
+    /// <role>.pem/.key per role; each command presents its role's identity
+    /// (gateway: submit and queries; issuer: issuer commands; admin: status,
+    /// members, leader, snapshot). A --cluster-dir started with TLS supplies it.
+    #[arg(long, global = true, env = "SPENTLEDGER_CERTS_DIR")]
+    pub certs_dir: Option<PathBuf>,
+    /// CA certificate to trust, with --cert and --key instead of --certs-dir.
+    #[arg(long, global = true, env = "SPENTLEDGER_CA_CERT", requires_all = ["cert", "key"])]
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate to present (its role decides what it may call).
+    #[arg(long, global = true, env = "SPENTLEDGER_CERT", requires = "ca_cert")]
+    pub cert: Option<PathBuf>,
+    /// Private key of --cert (mode 0600).
+    #[arg(long, global = true, env = "SPENTLEDGER_KEY", requires = "ca_cert")]
+    pub key: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Commands,
 }
@@ -56,6 +73,9 @@ pub enum Commands {
     /// Issuer operations: keys, certificates, settlement, revocation.
     #[command(subcommand)]
     Issuer(offline::IssuerCommand),
+    /// TLS certificates for development and tests.
+    #[command(subcommand)]
+    Certs(CertsCommand),
     /// Payer device operations (offline).
     #[command(subcommand)]
     Wallet(offline::WalletCommand),
@@ -101,13 +121,90 @@ pub enum CliError {
     Demo(#[from] crate::demo::DemoError),
     #[error(transparent)]
     Bench(#[from] crate::bench::BenchError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsSetupError),
     #[error("{}: {}", .0.code(), .0.message())]
     Call(#[from] tonic::Status),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
 
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// A development CA, a node certificate (role peer) and one client
+    /// certificate per role (gateway, issuer, admin), keys 0600.
+    Init {
+        /// Directory to write the certificates into.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Extra host names or IP addresses the node certificate must name
+        /// (localhost and 127.0.0.1 always are); wildcards like
+        /// *.spentledger-peer.ledger.svc.cluster.local work.
+        #[arg(long = "node-host")]
+        node_hosts: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+        /// Replace certificates already in the directory.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
 impl Cli {
+    /// The role a command acts in, when it calls the cluster.
+    fn role(&self) -> Option<ClientRole> {
+        match &self.command {
+            // `cluster` finds its certificates in its own directory.
+            Commands::Cluster(_) => None,
+            Commands::Status | Commands::Members(_) | Commands::Leader(_) | Commands::Snapshot => {
+                Some(ClientRole::Admin)
+            }
+            Commands::Issuer(_) => Some(ClientRole::Issuer),
+            Commands::Submit(_)
+            | Commands::Payment(_)
+            | Commands::Nullifier(_)
+            | Commands::Certificate(_)
+            | Commands::Revocations(_)
+            | Commands::Bench(_) => Some(ClientRole::Gateway),
+            Commands::Certs(_)
+            | Commands::Wallet(_)
+            | Commands::Merchant(_)
+            | Commands::Demo(_) => None,
+        }
+    }
+
+    /// The certificates directory: --certs-dir, else the one the
+    /// --cluster-dir manifest records.
+    pub fn certs_dir(&self) -> Option<PathBuf> {
+        self.certs_dir.clone().or_else(|| {
+            self.cluster_dir
+                .as_ref()
+                .and_then(|d| crate::local_cluster::Manifest::load(d).ok())
+                .and_then(|m| m.certs_dir)
+        })
+    }
+
+    /// The identity to present in `role`: explicit files, else the role's
+    /// files in the certificates directory, else none (plaintext).
+    pub fn tls(&self, role: ClientRole) -> Result<Option<ClientTls>, CliError> {
+        if let (Some(ca), Some(cert), Some(key)) = (&self.ca_cert, &self.cert, &self.key) {
+            return Ok(Some(ClientTls::load(ca, cert, key)?));
+        }
+        match self.certs_dir() {
+            Some(dir) => Ok(Some(ClientTls::from_dir(&dir, role.name())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every role's identity from the certificates directory, if one is given.
+    pub fn identities(&self) -> Result<Option<RoleIdentities>, CliError> {
+        Ok(self
+            .certs_dir()
+            .map(|d| RoleIdentities::from_dir(&d))
+            .transpose()?)
+    }
+
     /// The endpoints to use: `--endpoints`, else the `--cluster-dir` manifest.
     pub fn endpoints(&self) -> Result<Vec<String>, CliError> {
         if !self.endpoints.is_empty() {
@@ -125,8 +222,33 @@ impl Cli {
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let out = Output { json: cli.json };
+    if let Some(role) = cli.role() {
+        connect::set_tls(cli.tls(role)?);
+    }
     match &cli.command {
-        Commands::Cluster(c) => cluster::run(c, &out).await,
+        Commands::Cluster(c) => cluster::run(c, cli.certs_dir.as_deref(), &out).await,
+        Commands::Certs(CertsCommand::Init {
+            dir,
+            node_hosts,
+            days,
+            force,
+        }) => {
+            let summary = crate::tls::init_dev_pki(dir, node_hosts, *days, *force)?;
+            out.fields(vec![
+                ("directory", summary.dir.display().to_string().into()),
+                ("files", summary.files.join(" ").into()),
+                (
+                    "node certificate names",
+                    summary.node_hosts.join(", ").into(),
+                ),
+                ("valid for", format!("{} days", summary.valid_days).into()),
+            ]);
+            out.note(&format!(
+                "nodes: --tls-cert {0}/node.pem --tls-key {0}/node.key --tls-ca {0}/ca.pem; clients: --certs-dir {0}",
+                summary.dir.display()
+            ));
+            Ok(())
+        }
         Commands::Status => admin::status(&cli.endpoints()?, &out).await,
         Commands::Members(c) => admin::members(c, &cli.endpoints()?, &out).await,
         Commands::Leader(c) => admin::leader(c, &cli.endpoints()?, &out).await,
@@ -145,7 +267,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             } else {
                 Some(cli.endpoints()?)
             };
-            let report = crate::bench::run(a, endpoints, cli.json).await?;
+            let report = crate::bench::run(a, endpoints, connect::tls().cloned(), cli.json).await?;
             if let Some(path) = &a.csv {
                 use std::io::Write;
                 let new = !path.exists();
@@ -193,7 +315,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             } else {
                 Some(cli.endpoints()?)
             };
-            let summary = crate::demo::run(a.to_options(cli.json, endpoints)).await?;
+            let summary =
+                crate::demo::run(a.to_options(cli.json, endpoints, cli.identities()?)).await?;
             if cli.json {
                 out.json(&summary.to_json());
             }

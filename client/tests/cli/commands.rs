@@ -1,5 +1,7 @@
-//! The CLI end to end: cluster up, issue, pay offline, verify at a
-//! terminal, submit (a double spend caught), queries, settle, cluster down.
+//! The CLI end to end: cluster up (mutual TLS with development
+//! certificates), issue, pay offline, verify at a terminal, submit (a
+//! double spend caught), queries, settle, cluster down. Every command
+//! presents its own role's certificate, found through the cluster dir.
 
 use std::path::Path;
 use std::time::Duration;
@@ -48,7 +50,7 @@ fn cli_issue_pay_verify_submit_catch_a_double_spend_settle_and_tear_down() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
 
-    eprintln!("--- an issuer key; a cluster that trusts it");
+    eprintln!("--- an issuer key; a TLS cluster that trusts it");
     must_run(
         dir,
         &[
@@ -77,9 +79,18 @@ fn cli_issue_pay_verify_submit_catch_a_double_spend_settle_and_tear_down() {
             "cluster",
             "--genesis-issuer-keys",
             "bank.pub.json",
+            "--tls",
         ],
     );
     assert_eq!(up["nodes"].as_array().map(Vec::len), Some(3));
+    for key in ["ca", "node", "gateway", "issuer", "admin"] {
+        let path = dir.join("cluster/certs").join(format!("{key}.key"));
+        let mode = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}.key is private");
+    }
 
     eprintln!("--- a device is funded; its secure element is cloned");
     let issued = must_run(
@@ -186,6 +197,22 @@ fn cli_issue_pay_verify_submit_catch_a_double_spend_settle_and_tear_down() {
             "p2.payment",
         ],
     );
+
+    eprintln!("--- the admin certificate may not submit payments");
+    let refused = must_fail(
+        dir,
+        &[
+            "--ca-cert",
+            "cluster/certs/ca.pem",
+            "--cert",
+            "cluster/certs/admin.pem",
+            "--key",
+            "cluster/certs/admin.key",
+            "submit",
+            "p1.payment",
+        ],
+    );
+    assert!(refused.contains("role admin may not call"), "{refused}");
 
     eprintln!("--- the gateway submits both: the second spend of the same tokens is caught");
     let submitted = must_run(dir, &["submit", "p1.payment", "p2.payment"]);
@@ -365,4 +392,38 @@ fn cli_issue_pay_verify_submit_catch_a_double_spend_settle_and_tear_down() {
     assert!(left.is_empty(), "nodes left running: {left:?}");
     let err = must_fail(dir, &["status"]);
     assert!(err.contains("cluster.json"), "{err}");
+
+    eprintln!("--- the node logs hold no key material and no payment bytes");
+    let payment_hex = std::fs::read_to_string(dir.join("p1.payment")).expect("payment file");
+    let issuer_key: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("bank.key.json")).expect("issuer key file"),
+    )
+    .expect("issuer key JSON");
+    let tls_key = std::fs::read_to_string(dir.join("cluster/certs/node.key")).expect("TLS key");
+    let tls_key_body = tls_key
+        .lines()
+        .find(|l| !l.starts_with("-----"))
+        .expect("PEM body")
+        .to_owned();
+    let mut secrets = vec![
+        payment_hex.trim().to_owned(),
+        issuer_key["secret_seed_hex"]
+            .as_str()
+            .expect("seed")
+            .to_owned(),
+        tls_key_body,
+    ];
+    // A payment's signature alone is long and unique enough to spot.
+    secrets.push(payment_hex.trim()[payment_hex.trim().len() - 128..].to_owned());
+    for n in 1..=3 {
+        let log = std::fs::read_to_string(dir.join(format!("cluster/node-{n}/node.log")))
+            .expect("node log");
+        assert!(log.len() > 100, "node {n} logged something");
+        for secret in &secrets {
+            assert!(
+                !log.contains(secret.as_str()),
+                "node {n}'s log contains secret or payment material"
+            );
+        }
+    }
 }

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use super::raft_write::not_leader;
 use crate::consensus::StateHandle;
 use crate::ledger_node::LedgerRaft;
+use crate::network::PeerDialer;
 use crate::ops::Quarantine;
 
 /// Deadline for asking a peer for its own status.
@@ -22,14 +23,21 @@ pub struct AdminService {
     raft: LedgerRaft,
     state: StateHandle,
     quarantine: Quarantine,
+    dialer: PeerDialer,
 }
 
 impl AdminService {
-    pub fn new(raft: LedgerRaft, state: StateHandle, quarantine: Quarantine) -> Self {
+    pub fn new(
+        raft: LedgerRaft,
+        state: StateHandle,
+        quarantine: Quarantine,
+        dialer: PeerDialer,
+    ) -> Self {
         AdminService {
             raft,
             state,
             quarantine,
+            dialer,
         }
     }
 
@@ -107,9 +115,12 @@ fn change_error(
 }
 
 /// Asks the node at `address` for its status (its own view and the members it knows).
-pub async fn peer_status_response(address: &str) -> Result<pb::StatusResponse, String> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| e.to_string())?
+pub async fn peer_status_response(
+    dialer: &PeerDialer,
+    address: &str,
+) -> Result<pb::StatusResponse, String> {
+    let channel = dialer
+        .endpoint(address)?
         .connect_timeout(PEER_STATUS_TIMEOUT)
         .timeout(PEER_STATUS_TIMEOUT)
         .connect()
@@ -125,8 +136,8 @@ pub async fn peer_status_response(address: &str) -> Result<pb::StatusResponse, S
 }
 
 /// Asks the node at `address` for its own status (term, applied index, digest).
-pub async fn peer_status(address: &str) -> Result<pb::NodeStatus, String> {
-    peer_status_response(address)
+pub async fn peer_status(dialer: &PeerDialer, address: &str) -> Result<pb::NodeStatus, String> {
+    peer_status_response(dialer, address)
         .await?
         .self_
         .ok_or_else(|| "reply without status".to_owned())
@@ -146,7 +157,7 @@ impl Admin for AdminService {
                 .iter()
                 .filter(|m| m.node_id != own.node_id)
                 .map(|m| async move {
-                    match peer_status(&m.address).await {
+                    match peer_status(&self.dialer, &m.address).await {
                         Ok(status) => status,
                         Err(error) => pb::NodeStatus {
                             node_id: m.node_id,

@@ -7,11 +7,12 @@ use std::time::Duration;
 use openraft::type_config::async_runtime::WatchReceiver;
 use spentledger_protocol::pb;
 use spentledger_protocol::pb::settlement_client::SettlementClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use super::raft_write::not_leader;
 use crate::ledger_node::LedgerRaft;
+use crate::network::PeerDialer;
 
 /// Metadata key counting how often a request was forwarded.
 pub const FORWARD_HOPS_HEADER: &str = "x-spentledger-forward-hops";
@@ -31,6 +32,7 @@ pub enum Route {
 /// One channel per leader address, reused across requests.
 #[derive(Clone, Default)]
 pub struct Forwarder {
+    dialer: PeerDialer,
     channels: Arc<Mutex<BTreeMap<String, Channel>>>,
 }
 
@@ -44,6 +46,13 @@ pub fn hops<T>(request: &Request<T>) -> u32 {
 }
 
 impl Forwarder {
+    pub fn new(dialer: PeerDialer) -> Self {
+        Forwarder {
+            dialer,
+            channels: Arc::default(),
+        }
+    }
+
     /// Decides where a write goes from this node's view of the leader.
     pub fn route(&self, raft: &LedgerRaft, hops: u32) -> Result<Route, Status> {
         let m = raft.metrics().borrow_watched().clone();
@@ -69,8 +78,10 @@ impl Forwarder {
         let channel = match channels.get(addr) {
             Some(c) => c.clone(),
             None => {
-                let c = Endpoint::from_shared(format!("http://{addr}"))
-                    .map_err(|e| Status::internal(format!("leader address {addr:?}: {e}")))?
+                let c = self
+                    .dialer
+                    .endpoint(addr)
+                    .map_err(|e| Status::internal(format!("leader address: {e}")))?
                     .connect_timeout(Duration::from_secs(2))
                     .timeout(FORWARD_TIMEOUT)
                     .connect_lazy();

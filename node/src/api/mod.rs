@@ -10,6 +10,7 @@ mod settlement;
 
 pub use admin::{AdminService, peer_status, peer_status_response};
 pub use coalescer::{Coalescer, CoalescerLimits, RETRY_AFTER_HEADER, RETRY_PUSHBACK_HEADER};
+pub use forward::Forwarder;
 pub use forward::{FORWARD_HOPS_HEADER, FORWARD_HOPS_MAX};
 pub use issuer::IssuerService;
 pub use raft_write::now_ms;

@@ -23,6 +23,9 @@ pub struct ApiLimits {
     pub skew_ms: u64,
     /// Queue, entry and linger bounds of the write path.
     pub submit: CoalescerLimits,
+    /// Batches one SubmitStream may carry; the next one ends the stream with
+    /// RESOURCE_EXHAUSTED (the gateway opens a new stream).
+    pub stream_batches_max: usize,
 }
 
 impl Default for ApiLimits {
@@ -31,6 +34,7 @@ impl Default for ApiLimits {
             batch_payments_max: 1_000,
             skew_ms: spentledger_protocol::limits::CLOCK_SKEW_MS_DEFAULT,
             submit: CoalescerLimits::default(),
+            stream_batches_max: 100_000,
         }
     }
 }
@@ -73,6 +77,13 @@ impl SettlementService {
             metrics,
             stopping,
         }
+    }
+
+    /// Forward writes through `forwarder` (whose dialer carries the node's
+    /// TLS identity) instead of a plaintext one.
+    pub fn with_forwarder(mut self, forwarder: Forwarder) -> Self {
+        self.forwarder = forwarder;
+        self
     }
 }
 
@@ -247,12 +258,25 @@ impl Settlement for SettlementService {
     ) -> Result<Response<Self::SubmitStreamStream>, Status> {
         let service = self.clone();
         let hops = hops(&request);
+        let limit = self.limits.stream_batches_max;
         // Batches are answered in the order they arrive; a bounded number are
-        // in flight, so a fast gateway cannot queue unbounded work.
+        // in flight, so a fast gateway cannot queue unbounded work, and a
+        // stream ends after `limit` batches, so none lives forever.
+        let numbered = futures::StreamExt::take(
+            futures::StreamExt::enumerate(request.into_inner()),
+            limit.saturating_add(1),
+        );
         let responses = futures::StreamExt::buffered(
-            futures::StreamExt::map(request.into_inner(), move |item| {
+            futures::StreamExt::map(numbered, move |(n, item)| {
                 let service = service.clone();
-                async move { service.route_submit(item?, hops).await }
+                async move {
+                    if n >= limit {
+                        return Err(Status::resource_exhausted(format!(
+                            "a SubmitStream carries at most {limit} batches; open a new stream"
+                        )));
+                    }
+                    service.route_submit(item?, hops).await
+                }
             }),
             STREAM_BATCHES_IN_FLIGHT,
         );

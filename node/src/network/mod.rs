@@ -1,10 +1,13 @@
 //! Node-to-node Raft transport over tonic: the client side
-//! ([`PeerNetworkFactory`]) and the server side ([`RaftService`]).
+//! ([`PeerNetworkFactory`]), the server side ([`RaftService`]), and how a
+//! node dials its peers ([`PeerDialer`]).
 
 mod peer_client;
+mod peer_dialer;
 mod raft_service;
 
 pub use peer_client::{PeerNetwork, PeerNetworkFactory};
+pub use peer_dialer::PeerDialer;
 pub use raft_service::RaftService;
 
 /// Bytes of snapshot data per streamed chunk.

@@ -13,7 +13,9 @@ use openraft::raft::{
 };
 use spentledger_protocol::pb;
 use spentledger_protocol::pb::raft_client::RaftClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+use super::PeerDialer;
 
 use super::{RAFT_MESSAGE_BYTES_MAX, SNAPSHOT_CHUNK_BYTES};
 use crate::consensus::rpc_codec::{
@@ -32,13 +34,15 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct PeerNetworkFactory {
     self_id: NodeId,
+    dialer: PeerDialer,
     channels: Arc<Mutex<BTreeMap<NodeId, (String, Channel)>>>,
 }
 
 impl PeerNetworkFactory {
-    pub fn new(self_id: NodeId) -> Self {
+    pub fn new(self_id: NodeId, dialer: PeerDialer) -> Self {
         PeerNetworkFactory {
             self_id,
+            dialer,
             channels: Arc::new(Mutex::new(BTreeMap::new())),
         }
     }
@@ -50,8 +54,9 @@ impl PeerNetworkFactory {
         {
             return Ok(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
+        let endpoint = self
+            .dialer
+            .endpoint(addr)?
             .connect_timeout(CONNECT_TIMEOUT)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)

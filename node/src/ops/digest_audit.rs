@@ -20,6 +20,7 @@ use super::NodeMetrics;
 use crate::api::peer_status;
 use crate::consensus::StateHandle;
 use crate::ledger_node::LedgerRaft;
+use crate::network::PeerDialer;
 
 /// Shared quarantine flag: `true` once a divergence was found here.
 #[derive(Clone)]
@@ -81,6 +82,7 @@ pub async fn run_digest_audit(
     quarantine: Quarantine,
     metrics: NodeMetrics,
     interval_ms: u64,
+    dialer: PeerDialer,
     mut stopping: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(interval_ms.max(1)));
@@ -93,7 +95,7 @@ pub async fn run_digest_audit(
         if quarantine.is_set() {
             continue;
         }
-        let result = audit_once(&raft, &state).await;
+        let result = audit_once(&raft, &state, &dialer).await;
         match result {
             AuditResult::Diverged { disagreeing_peers } => {
                 tracing::error!(
@@ -120,7 +122,11 @@ pub async fn run_digest_audit(
 }
 
 /// One comparison with every other member.
-pub async fn audit_once(raft: &LedgerRaft, state: &StateHandle) -> AuditResult {
+pub async fn audit_once(
+    raft: &LedgerRaft,
+    state: &StateHandle,
+    dialer: &PeerDialer,
+) -> AuditResult {
     let (me, peers) = {
         let m = raft.metrics().borrow_watched().clone();
         let peers: Vec<String> = m
@@ -137,7 +143,7 @@ pub async fn audit_once(raft: &LedgerRaft, state: &StateHandle) -> AuditResult {
         return AuditResult::NothingToCompare;
     };
     let own_index = own.applied.map_or(0, |a| a.index);
-    let replies = futures::future::join_all(peers.iter().map(|a| peer_status(a))).await;
+    let replies = futures::future::join_all(peers.iter().map(|a| peer_status(dialer, a))).await;
     let mut agreeing = 0;
     let mut disagreeing = 0;
     for reply in replies.into_iter().flatten() {

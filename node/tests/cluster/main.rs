@@ -12,6 +12,7 @@ use spentledger_node::api::{
 };
 use spentledger_node::consensus::ClientRequest;
 use spentledger_node::ledger_node::{LedgerNode, NodeOptions, RaftTimings};
+use spentledger_node::security::NodeTls;
 use spentledger_node::state_machine::{CommandOutcome, LedgerConfig, PaymentOutcome};
 use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
 use spentledger_protocol::types::{Currency, IdText};
@@ -20,6 +21,7 @@ use tokio::net::TcpListener;
 
 mod bootstrap;
 mod divergence;
+mod tls;
 mod write_path;
 
 const T0_MS: u64 = 1_767_225_600_000;
@@ -43,12 +45,13 @@ struct Cluster {
 }
 
 async fn start_node(id: u64, dir: PathBuf, listener: TcpListener) -> LedgerNode {
-    start_node_with(id, dir, listener, test_api_limits()).await
+    start_node_with(id, dir, listener, test_api_limits(), None).await
 }
 
 fn test_api_limits() -> ApiLimits {
     ApiLimits {
         batch_payments_max: 8,
+        stream_batches_max: 3,
         ..ApiLimits::default()
     }
 }
@@ -59,6 +62,7 @@ async fn start_node_with(
     dir: PathBuf,
     listener: TcpListener,
     api: ApiLimits,
+    tls: Option<NodeTls>,
 ) -> LedgerNode {
     let metrics_listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -74,8 +78,14 @@ async fn start_node_with(
         },
         api,
         metrics_listener: Some(metrics_listener),
+        health_listener: Some(
+            TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind loopback for health"),
+        ),
         drain_timeout_ms: 5_000,
         digest_audit_interval_ms: 300,
+        tls,
     })
     .await
     .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"))
@@ -107,6 +117,11 @@ impl Cluster {
     }
 
     async fn start_with(size: u64, api: ApiLimits) -> Cluster {
+        Cluster::start_full(size, api, None).await
+    }
+
+    /// `tls`: every node serves mutual TLS with this material.
+    async fn start_full(size: u64, api: ApiLimits, tls: Option<NodeTls>) -> Cluster {
         init_logging();
         let root = tempfile::tempdir().expect("temp dir");
         let mut cluster = Cluster {
@@ -124,9 +139,10 @@ impl Cluster {
                 .addrs
                 .insert(id, listener.local_addr().expect("addr"));
             cluster.dirs.insert(id, dir.clone());
-            cluster
-                .nodes
-                .insert(id, start_node_with(id, dir, listener, api).await);
+            cluster.nodes.insert(
+                id,
+                start_node_with(id, dir, listener, api, tls.clone()).await,
+            );
         }
         let members: BTreeMap<u64, BasicNode> = cluster
             .addrs
@@ -692,9 +708,9 @@ async fn gateways_submit_over_grpc_through_any_node() {
         settled.spent_value + settled.held_value + settled.unspent_value
     );
 
-    eprintln!("--- a stream of batches is answered in order");
+    eprintln!("--- a stream of batches is answered in order, up to the stream's limit");
     let mut w2 = wallet_issued_at(42, now - 60_000);
-    let batches: Vec<pb::SubmitBatchRequest> = (0..3u64)
+    let batches: Vec<pb::SubmitBatchRequest> = (0..4u64)
         .map(|b| pb::SubmitBatchRequest {
             batch_id: 100 + b,
             payments: vec![(&w2.pay(10 + b, &id("m"), [b as u8; 32], now).expect("pay")).into()],
@@ -710,6 +726,11 @@ async fn gateways_submit_over_grpc_through_any_node() {
         assert_eq!(answer.batch_id, 100 + b);
         assert_eq!(answer.results[0].verdict, pb::Verdict::Accepted as i32);
     }
+    let beyond = answers
+        .message()
+        .await
+        .expect_err("the fourth batch is over the limit");
+    assert_eq!(beyond.code(), tonic::Code::ResourceExhausted, "{beyond:?}");
     cluster.must_converge().await;
 }
 

@@ -2,6 +2,7 @@
 //! one binary, one module per topic.
 
 mod determinism;
+mod hostile;
 mod invariants;
 mod issuer_ops;
 mod payments;

@@ -24,25 +24,10 @@ impl Drop for Procs {
     }
 }
 
-static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-
-/// A loopback address for a node process to bind: from 20000..32000, below
-/// the kernel's ephemeral range, so nothing bound to port 0 (other tests'
-/// clients and servers) can take it between this check and the node's
-/// bind; each process starts at its own offset and never repeats a port.
+/// A loopback address for a node process, reserved across every process
+/// on this machine that starts nodes (see `spentledger_client::ports`).
 fn free_addr() -> SocketAddr {
-    let _ = NEXT_PORT.compare_exchange(
-        0,
-        (std::process::id() % 12_000) as u16 + 1,
-        std::sync::atomic::Ordering::Relaxed,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    loop {
-        let port = 20_000 + NEXT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 12_000;
-        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            return l.local_addr().expect("addr");
-        }
-    }
+    spentledger_client::ports::reserve_loopback_addr().expect("a free loopback port")
 }
 
 fn spawn(id: u64, addrs: &[SocketAddr], dir: &Path, bootstrap: bool, keys: &Path) -> Child {
@@ -63,8 +48,11 @@ fn spawn_with(
         .enumerate()
         .map(|(i, a)| format!("{}={a}", i + 1))
         .collect();
+    // A restart may come long after the port was reserved.
+    spentledger_client::ports::refresh(addrs[id as usize - 1]).expect("refresh the reservation");
     let mut cmd = Command::new(BIN);
-    cmd.arg("--node-id")
+    cmd.arg("--plaintext")
+        .arg("--node-id")
         .arg(id.to_string())
         .arg("--listen")
         .arg(addrs[id as usize - 1].to_string())
@@ -280,6 +268,7 @@ fn help_documents_every_setting_and_bad_config_writes_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let out = Command::new(BIN)
+        .arg("--plaintext")
         .args(["--node-id", "0", "--listen", "127.0.0.1:1", "--data-dir"])
         .arg(&data)
         .output()
@@ -291,6 +280,7 @@ fn help_documents_every_setting_and_bad_config_writes_nothing() {
         "nothing is written for an invalid configuration"
     );
     let out = Command::new(BIN)
+        .arg("--plaintext")
         .args([
             "--node-id",
             "1",
@@ -307,10 +297,56 @@ fn help_documents_every_setting_and_bad_config_writes_nothing() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("must include this node"));
 
+    // Plaintext only when asked for; TLS keys others can read are refused.
+    let out = Command::new(BIN)
+        .args(["--node-id", "1", "--listen", "127.0.0.1:1", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("TLS is required"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let certs = dir.path().join("certs");
+    spentledger_client::tls::init_dev_pki(&certs, &[], 1, false).expect("certificates");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            certs.join("node.key"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
+    }
+    let out = Command::new(BIN)
+        .args(["--node-id", "1", "--listen", "127.0.0.1:1", "--data-dir"])
+        .arg(&data)
+        .arg("--tls-cert")
+        .arg(certs.join("node.pem"))
+        .arg("--tls-key")
+        .arg(certs.join("node.key"))
+        .arg("--tls-ca")
+        .arg(certs.join("ca.pem"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--tls-key")
+            && String::from_utf8_lossy(&out.stderr).contains("chmod 600"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !data.exists(),
+        "nothing is written for an invalid configuration"
+    );
+
     // A data directory belongs to one node id for good.
     std::fs::create_dir_all(&data).expect("data dir");
     std::fs::write(data.join("NODE_ID"), "5\n").expect("identity");
     let out = Command::new(BIN)
+        .arg("--plaintext")
         .args(["--node-id", "1", "--listen", "127.0.0.1:1", "--data-dir"])
         .arg(&data)
         .output()
@@ -326,6 +362,7 @@ fn help_documents_every_setting_and_bad_config_writes_nothing() {
     // because its port is taken.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let out = Command::new(BIN)
+        .arg("--plaintext")
         .args(["--node-id-from-hostname", "--listen"])
         .arg(taken.local_addr().expect("addr").to_string())
         .arg("--data-dir")
@@ -345,6 +382,7 @@ fn help_documents_every_setting_and_bad_config_writes_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = Command::new(BIN)
+        .arg("--plaintext")
         .args([
             "--node-id-from-hostname",
             "--listen",
