@@ -151,6 +151,9 @@ mod tests {
             .flat_map(|t| t.join().expect("thread"))
             .collect();
         let n = all.len();
+        for port in &all {
+            release(SocketAddr::from(([127, 0, 0, 1], *port)));
+        }
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), n, "a port was handed out twice");

@@ -51,6 +51,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: NodeConfig) -> Result<(), NodeError> {
+    // Installed before anything else, so a SIGTERM during start-up (a pod
+    // deleted while joining) is a graceful stop, not the default kill.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let listen = |what: &'static str, addr: std::net::SocketAddr| async move {
         tokio::net::TcpListener::bind(addr)
             .await
@@ -87,21 +90,35 @@ async fn run(config: NodeConfig) -> Result<(), NodeError> {
     })
     .await?;
     tracing::info!(node_id = config.node_id, advertise = %config.advertise, "serving");
-    if config.bootstrap {
-        bootstrap_once(&node, &config.initial_members, &config.genesis_issuer_keys).await?;
+    let start_up = async {
+        if config.bootstrap {
+            bootstrap_once(&node, &config.initial_members, &config.genesis_issuer_keys).await?;
+        }
+        if config.join && !config.bootstrap {
+            join_once(&node, &config.initial_members, &config.advertise).await?;
+        }
+        Ok::<(), NodeError>(())
+    };
+    let stop_now = tokio::select! {
+        result = start_up => {
+            result?;
+            false
+        }
+        result = wait_for_signal(&mut terminate) => {
+            result?;
+            true
+        }
+    };
+    if !stop_now {
+        wait_for_signal(&mut terminate).await?;
     }
-    if config.join && !config.bootstrap {
-        join_once(&node, &config.initial_members, &config.advertise).await?;
-    }
-    wait_for_signal().await?;
     tracing::info!(node_id = config.node_id, "shutting down");
     node.shutdown().await;
     tracing::info!(node_id = config.node_id, "stopped");
     Ok(())
 }
 
-async fn wait_for_signal() -> Result<(), NodeError> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+async fn wait_for_signal(terminate: &mut tokio::signal::unix::Signal) -> Result<(), NodeError> {
     tokio::select! {
         _ = terminate.recv() => {}
         result = tokio::signal::ctrl_c() => result?,

@@ -462,3 +462,4 @@ async fn three_processes_bootstrap_settle_stop_and_restart_with_state_intact() {
 }
 
 mod faults;
+mod statefulset;
