@@ -108,6 +108,11 @@ pub struct Flags {
     /// here (for probes that cannot present a client certificate).
     #[arg(long, env = "SPENTLEDGER_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
+    /// Fill the (new, empty) data directory from this snapshot file and its
+    /// `.meta` sidecar, then exit: run it for every member with the same
+    /// backup, then start the members as usual (docs/OPERATIONS.md).
+    #[arg(long, env = "SPENTLEDGER_RESTORE_FROM_SNAPSHOT")]
+    pub restore_from_snapshot: Option<PathBuf>,
     /// Serve without TLS and without access control (development only; the
     /// node logs a warning). Required when no TLS files are given.
     #[arg(long, env = "SPENTLEDGER_PLAINTEXT")]
@@ -172,6 +177,8 @@ pub struct NodeConfig {
     pub digest_audit_interval_ms: u64,
     /// `None`: plaintext, chosen explicitly.
     pub tls: Option<NodeTls>,
+    /// Restore the data directory from this snapshot instead of running.
+    pub restore_from_snapshot: Option<PathBuf>,
     pub health_listen: Option<SocketAddr>,
 }
 
@@ -472,6 +479,7 @@ impl NodeConfig {
             digest_audit_interval_ms,
             tls,
             health_listen: flags.health_listen.or(file.health_listen),
+            restore_from_snapshot: flags.restore_from_snapshot,
         })
     }
 }

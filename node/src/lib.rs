@@ -14,6 +14,7 @@ pub mod consensus;
 pub mod ledger_node;
 pub mod network;
 pub mod ops;
+pub mod restore;
 pub mod security;
 pub mod state_machine;
 pub mod storage;

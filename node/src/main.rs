@@ -9,6 +9,7 @@ use clap::Parser;
 use spentledger_node::bootstrap::{bootstrap_once, claim_identity, join_once};
 use spentledger_node::config::{Flags, NodeConfig};
 use spentledger_node::ledger_node::{LedgerNode, NodeError, NodeOptions};
+use spentledger_node::restore::restore_from_snapshot;
 use spentledger_node::state_machine::LedgerConfig;
 
 fn main() -> ExitCode {
@@ -40,6 +41,35 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(snapshot) = &config.restore_from_snapshot {
+        let ledger = LedgerConfig {
+            validation_threads: config.validation_threads,
+            certificate_cache_entries: 65_536,
+        };
+        return match runtime.block_on(restore_from_snapshot(
+            &config.data_dir,
+            config.node_id,
+            snapshot,
+            ledger,
+        )) {
+            Ok(r) => {
+                tracing::info!(node_id = config.node_id, last_log_index = r.last_log_index, last_log_term = r.last_log_term, voters = ?r.voters, "restored from snapshot");
+                println!(
+                    "restored node {} from {}: state at log index {} (term {}), voters {:?}; start the node without --restore-from-snapshot",
+                    config.node_id,
+                    snapshot.display(),
+                    r.last_log_index,
+                    r.last_log_term,
+                    r.voters
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("spentledger-node: restore: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

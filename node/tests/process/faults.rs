@@ -34,7 +34,7 @@ async fn must_leader(addrs: &[SocketAddr]) -> usize {
 }
 
 /// Every node in `addrs` reports the same applied index and state digest.
-async fn must_converge(addrs: &[SocketAddr]) -> u64 {
+pub(crate) async fn must_converge(addrs: &[SocketAddr]) -> u64 {
     let deadline = Instant::now() + WAIT;
     loop {
         let mut seen = Vec::new();

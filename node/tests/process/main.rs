@@ -462,4 +462,5 @@ async fn three_processes_bootstrap_settle_stop_and_restart_with_state_intact() {
 }
 
 mod faults;
+mod restore;
 mod statefulset;

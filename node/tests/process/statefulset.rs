@@ -64,6 +64,8 @@ struct PodTemplate {
     replicas: usize,
     data_path: String,
     config_path: String,
+    /// The mounted ConfigMap's files: name and content.
+    config_files: Vec<(String, String)>,
 }
 
 fn repo_root() -> PathBuf {
@@ -127,12 +129,36 @@ fn must_render(overlay: &str) -> PodTemplate {
             .unwrap_or_else(|| panic!("a mount of volume {volume}"))
             .to_owned()
     };
+    let config_map = sts["spec"]["template"]["spec"]["volumes"]
+        .as_vec()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"].as_str() == Some("config"))
+        .and_then(|v| v["configMap"]["name"].as_str())
+        .expect("the config volume is a ConfigMap");
+    let config_files = docs
+        .iter()
+        .find(|d| {
+            d["kind"].as_str() == Some("ConfigMap")
+                && d["metadata"]["name"].as_str() == Some(config_map)
+        })
+        .and_then(|d| d["data"].as_hash())
+        .expect("the ConfigMap the pods mount")
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().expect("file name").to_owned(),
+                v.as_str().expect("file content").to_owned(),
+            )
+        })
+        .collect();
     PodTemplate {
         args,
         env,
         replicas: sts["spec"]["replicas"].as_i64().expect("replicas") as usize,
         data_path: mount("data"),
-        config_path: mount("issuer-keys"),
+        config_path: mount("config"),
+        config_files,
     }
 }
 
@@ -443,8 +469,15 @@ async fn sandboxed() {
     }
     let config = work.path().join("config");
     std::fs::create_dir_all(&config).expect("config dir");
+    for (name, content) in &template.config_files {
+        std::fs::write(config.join(name), content).expect("ConfigMap file");
+    }
+    assert!(
+        template.config_files.iter().any(|(n, _)| n == "node.toml"),
+        "the ConfigMap carries the node settings"
+    );
     let issuer = test_issuer();
-    // The ConfigMap's issuer keys: this test's issuer.
+    // The ConfigMap's issuer keys are the operator's: here, this test's issuer.
     write_genesis_keys(&config, &issuer);
     let mut pods: Vec<Pod> = (0..scale_up)
         .map(|ordinal| {
