@@ -246,6 +246,22 @@ fn must_stop_gracefully(child: &mut Child) {
     }
 }
 
+/// Runs the node with `flags` then `paths`: it must exit 2 (invalid
+/// configuration) and say `expected` on stderr.
+fn must_refuse_config(flags: &[&str], paths: &[&Path], expected: &str) {
+    let out = Command::new(BIN)
+        .args(flags)
+        .args(paths)
+        .output()
+        .expect("run spentledger-node");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(expected),
+        "expected {expected:?} in: {stderr}"
+    );
+}
+
 #[test]
 fn help_documents_every_setting_and_bad_config_writes_nothing() {
     let help = Command::new(BIN)
@@ -298,17 +314,8 @@ fn help_documents_every_setting_and_bad_config_writes_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("must include this node"));
 
     // Plaintext only when asked for; TLS keys others can read are refused.
-    let out = Command::new(BIN)
-        .args(["--node-id", "1", "--listen", "127.0.0.1:1", "--data-dir"])
-        .arg(&data)
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("TLS is required"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let basic = ["--node-id", "1", "--listen", "127.0.0.1:1", "--data-dir"];
+    must_refuse_config(&basic, &[&data], "TLS is required");
     let certs = dir.path().join("certs");
     spentledger_client::tls::init_dev_pki(&certs, &[], 1, false).expect("certificates");
     {
@@ -319,24 +326,18 @@ fn help_documents_every_setting_and_bad_config_writes_nothing() {
         )
         .expect("chmod");
     }
-    let out = Command::new(BIN)
-        .args(["--node-id", "1", "--listen", "127.0.0.1:1", "--data-dir"])
-        .arg(&data)
-        .arg("--tls-cert")
-        .arg(certs.join("node.pem"))
-        .arg("--tls-key")
-        .arg(certs.join("node.key"))
-        .arg("--tls-ca")
-        .arg(certs.join("ca.pem"))
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--tls-key")
-            && String::from_utf8_lossy(&out.stderr).contains("chmod 600"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let tls = [
+        data.clone(),
+        "--tls-cert".into(),
+        certs.join("node.pem"),
+        "--tls-key".into(),
+        certs.join("node.key"),
+        "--tls-ca".into(),
+        certs.join("ca.pem"),
+    ];
+    let tls: Vec<&Path> = tls.iter().map(PathBuf::as_path).collect();
+    must_refuse_config(&basic, &tls, "--tls-key: ");
+    must_refuse_config(&basic, &tls, "chmod 600");
     assert!(
         !data.exists(),
         "nothing is written for an invalid configuration"
@@ -345,17 +346,17 @@ fn help_documents_every_setting_and_bad_config_writes_nothing() {
     // A data directory belongs to one node id for good.
     std::fs::create_dir_all(&data).expect("data dir");
     std::fs::write(data.join("NODE_ID"), "5\n").expect("identity");
-    let out = Command::new(BIN)
-        .arg("--plaintext")
-        .args(["--node-id", "1", "--listen", "127.0.0.1:1", "--data-dir"])
-        .arg(&data)
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("belongs to node 5, not node 1"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    must_refuse_config(
+        &[
+            "--plaintext",
+            "--node-id",
+            "1",
+            "--listen",
+            "127.0.0.1:1",
+            "--data-dir",
+        ],
+        &[&data],
+        "belongs to node 5, not node 1",
     );
     // StatefulSet pods take their id from the host name's ordinal: ordinal 4
     // is node 5, so the identity matches; the node then fails (exit 1) only
