@@ -136,6 +136,9 @@ pub struct NodeOptions {
     /// Mutual TLS for clients and peers, with roles enforced per RPC.
     /// `None` is plaintext without access control (development only).
     pub tls: Option<NodeTls>,
+    /// Test-only: the fault layer this node's Raft messages pass through.
+    #[cfg(feature = "fault-injection")]
+    pub faults: Option<crate::network::fault_layer::FaultNetwork>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -231,7 +234,11 @@ impl LedgerNode {
                 "PLAINTEXT: no TLS and no access control; for development only"
             );
         }
-        let network = PeerNetworkFactory::new(options.node_id, dialer.clone());
+        #[cfg(feature = "fault-injection")]
+        let faults = crate::network::fault_layer::FaultHook::new(options.faults.clone());
+        #[cfg(not(feature = "fault-injection"))]
+        let faults = crate::network::fault_layer::FaultHook::default();
+        let network = PeerNetworkFactory::new(options.node_id, dialer.clone(), faults);
         let raft = Raft::new(options.node_id, Arc::new(config), network, log.clone(), sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;

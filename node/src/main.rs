@@ -117,6 +117,8 @@ async fn run(config: NodeConfig) -> Result<(), NodeError> {
         drain_timeout_ms: config.drain_timeout_ms,
         digest_audit_interval_ms: config.digest_audit_interval_ms,
         tls: config.tls.clone(),
+        #[cfg(feature = "fault-injection")]
+        faults: None,
     })
     .await?;
     tracing::info!(node_id = config.node_id, advertise = %config.advertise, "serving");

@@ -2,6 +2,7 @@
 //! ([`PeerNetworkFactory`]), the server side ([`RaftService`]), and how a
 //! node dials its peers ([`PeerDialer`]).
 
+pub mod fault_layer;
 mod peer_client;
 mod peer_dialer;
 mod raft_service;

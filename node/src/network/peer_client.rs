@@ -16,6 +16,7 @@ use spentledger_protocol::pb::raft_client::RaftClient;
 use tonic::transport::Channel;
 
 use super::PeerDialer;
+use super::fault_layer::{FaultHook, RpcKind};
 
 use super::{RAFT_MESSAGE_BYTES_MAX, SNAPSHOT_CHUNK_BYTES};
 use crate::consensus::rpc_codec::{
@@ -35,14 +36,16 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PeerNetworkFactory {
     self_id: NodeId,
     dialer: PeerDialer,
+    faults: FaultHook,
     channels: Arc<Mutex<BTreeMap<NodeId, (String, Channel)>>>,
 }
 
 impl PeerNetworkFactory {
-    pub fn new(self_id: NodeId, dialer: PeerDialer) -> Self {
+    pub fn new(self_id: NodeId, dialer: PeerDialer, faults: FaultHook) -> Self {
         PeerNetworkFactory {
             self_id,
             dialer,
+            faults,
             channels: Arc::new(Mutex::new(BTreeMap::new())),
         }
     }
@@ -83,14 +86,21 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
                     .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
             })
         };
-        PeerNetwork { target, client }
+        PeerNetwork {
+            from: self.self_id,
+            target,
+            client,
+            faults: self.faults.clone(),
+        }
     }
 }
 
 /// A client for one peer's Raft service.
 pub struct PeerNetwork {
+    from: NodeId,
     target: NodeId,
     client: Result<RaftClient<Channel>, String>,
+    faults: FaultHook,
 }
 
 /// A transport failure: refused or unavailable peers are `Unreachable`
@@ -113,6 +123,14 @@ fn decode_error(target: NodeId, e: impl std::fmt::Display) -> RPCError<TypeConfi
 }
 
 impl PeerNetwork {
+    /// The fault layer's verdict on this RPC (always through in production).
+    async fn through(&self, kind: RpcKind) -> Result<(), RPCError<TypeConfig>> {
+        self.faults
+            .before(self.from, self.target, kind)
+            .await
+            .map_err(|e| RPCError::Unreachable(Unreachable::from_string(e)))
+    }
+
     fn client(&self) -> Result<RaftClient<Channel>, RPCError<TypeConfig>> {
         self.client
             .clone()
@@ -134,6 +152,7 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.through(RpcKind::Append).await?;
         let response = self
             .client()?
             .append_entries(Self::request(append_request_to_pb(&rpc), &option))
@@ -147,6 +166,7 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.through(RpcKind::Vote).await?;
         let response = self
             .client()?
             .vote(Self::request(vote_request_to_pb(&rpc), &option))
@@ -160,6 +180,7 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.through(RpcKind::TransferLeader).await?;
         let response = self
             .client()?
             .transfer_leader(Self::request(transfer_request_to_pb(&req), &option))
@@ -175,6 +196,9 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        if let Err(RPCError::Unreachable(u)) = self.through(RpcKind::Snapshot).await {
+            return Err(StreamingError::Unreachable(u));
+        }
         let mut client = self.client().map_err(|e| match e {
             RPCError::Unreachable(u) => StreamingError::Unreachable(u),
             other => StreamingError::Network(NetworkError::from_string(other.to_string())),

@@ -12,6 +12,7 @@ use spentledger_node::api::{
 };
 use spentledger_node::consensus::ClientRequest;
 use spentledger_node::ledger_node::{LedgerNode, NodeOptions, RaftTimings};
+use spentledger_node::network::fault_layer::FaultNetwork;
 use spentledger_node::security::NodeTls;
 use spentledger_node::state_machine::{CommandOutcome, LedgerConfig, PaymentOutcome};
 use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
@@ -21,6 +22,7 @@ use tokio::net::TcpListener;
 
 mod bootstrap;
 mod divergence;
+mod partitions;
 mod tls;
 mod write_path;
 
@@ -45,7 +47,7 @@ struct Cluster {
 }
 
 async fn start_node(id: u64, dir: PathBuf, listener: TcpListener) -> LedgerNode {
-    start_node_with(id, dir, listener, test_api_limits(), None).await
+    start_node_with(id, dir, listener, test_api_limits(), None, None).await
 }
 
 fn test_api_limits() -> ApiLimits {
@@ -63,6 +65,7 @@ async fn start_node_with(
     listener: TcpListener,
     api: ApiLimits,
     tls: Option<NodeTls>,
+    faults: Option<FaultNetwork>,
 ) -> LedgerNode {
     let metrics_listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -86,6 +89,7 @@ async fn start_node_with(
         drain_timeout_ms: 5_000,
         digest_audit_interval_ms: 300,
         tls,
+        faults,
     })
     .await
     .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"))
@@ -117,11 +121,17 @@ impl Cluster {
     }
 
     async fn start_with(size: u64, api: ApiLimits) -> Cluster {
-        Cluster::start_full(size, api, None).await
+        Cluster::start_full(size, api, None, None).await
     }
 
-    /// `tls`: every node serves mutual TLS with this material.
-    async fn start_full(size: u64, api: ApiLimits, tls: Option<NodeTls>) -> Cluster {
+    /// `tls`: every node serves mutual TLS with this material; `faults`:
+    /// every node's Raft messages pass through this fault layer.
+    async fn start_full(
+        size: u64,
+        api: ApiLimits,
+        tls: Option<NodeTls>,
+        faults: Option<FaultNetwork>,
+    ) -> Cluster {
         init_logging();
         let root = tempfile::tempdir().expect("temp dir");
         let mut cluster = Cluster {
@@ -141,7 +151,7 @@ impl Cluster {
             cluster.dirs.insert(id, dir.clone());
             cluster.nodes.insert(
                 id,
-                start_node_with(id, dir, listener, api, tls.clone()).await,
+                start_node_with(id, dir, listener, api, tls.clone(), faults.clone()).await,
             );
         }
         let members: BTreeMap<u64, BasicNode> = cluster

@@ -107,7 +107,7 @@ async fn must_refuse_connection(what: &str, addr: SocketAddr, tls: Option<&Clien
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tls_cluster_settles_and_refuses_every_role_outside_its_api_group() {
     let pki = Pki::must_new();
-    let cluster = Cluster::start_full(3, test_api_limits(), Some(pki.node_tls())).await;
+    let cluster = Cluster::start_full(3, test_api_limits(), Some(pki.node_tls()), None).await;
     let leader = cluster.must_leader().await;
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
     let (leader_addr, follower_addr) = (cluster.addrs[&leader], cluster.addrs[&follower]);
