@@ -109,7 +109,7 @@ async fn a_leader_whose_digest_diverges_stops_serving_and_the_others_carry_on() 
         );
         assert_eq!(health(node.addr, "").await, ServingStatus::Serving as i32);
     }
-    bad.shutdown().await;
+    must_shut_down(bad).await;
     for id in cluster.nodes.keys().copied().collect::<Vec<_>>() {
         cluster.stop(id).await;
     }

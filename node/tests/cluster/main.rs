@@ -95,10 +95,22 @@ async fn start_node_with(
     .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"))
 }
 
+/// Graceful shutdown, bounded: a node that does not stop fails the test.
+async fn must_shut_down(node: LedgerNode) {
+    let id = node.id;
+    tokio::time::timeout(Duration::from_secs(60), node.shutdown())
+        .await
+        .unwrap_or_else(|_| panic!("node {id} did not shut down within 60 s"));
+}
+
 /// A gRPC channel to a node of the test cluster.
 async fn connect(addr: SocketAddr) -> tonic::transport::Channel {
+    // Every call gets a deadline: a stuck call fails the test with its
+    // phase instead of hanging the suite.
     tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .expect("valid address")
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
         .connect()
         .await
         .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
@@ -259,7 +271,7 @@ impl Cluster {
 
     async fn stop(&mut self, id: u64) {
         let node = self.nodes.remove(&id).expect("running node");
-        node.shutdown().await;
+        must_shut_down(node).await;
     }
 }
 
