@@ -95,6 +95,26 @@ async fn start_node_with(
     .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"))
 }
 
+/// Deletes a stopped node's data directory. A snapshot build the node had
+/// started may still be finishing its file on a blocking thread for a
+/// moment after shutdown returns, so a non-empty directory is retried.
+fn must_wipe(dir: &std::path::Path) {
+    for _ in 0..100 {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("wipe {}: {e}", dir.display()),
+        }
+    }
+    panic!(
+        "{} kept being written after its node stopped",
+        dir.display()
+    );
+}
+
 /// Graceful shutdown, bounded: a node that does not stop fails the test.
 async fn must_shut_down(node: LedgerNode) {
     let id = node.id;
@@ -395,7 +415,7 @@ async fn a_wiped_node_catches_up_by_snapshot() {
     let victim = (1..=3).find(|id| *id != leader).expect("a follower");
     eprintln!("--- node {victim} stops and loses its disk; settling goes on");
     cluster.stop(victim).await;
-    std::fs::remove_dir_all(&cluster.dirs[&victim]).expect("wipe");
+    must_wipe(&cluster.dirs[&victim]);
     for n in 20..24u8 {
         let p = wallet(10 + n)
             .pay(5, &id("m"), [n; 32], T0_MS + 60_000)
