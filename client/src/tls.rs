@@ -13,8 +13,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::files::{FileError, read_secret_text, write_text};
 
-/// The prefix of the SAN URI that names a role (the node reads it).
-pub const ROLE_URI_PREFIX: &str = "urn:spentledger:role:";
+pub use spentledger_protocol::access::ROLE_URI_PREFIX;
 /// The CA certificate in a certificates directory.
 pub const CA_CERT_FILE: &str = "ca.pem";
 /// The CA's private key in a certificates directory.

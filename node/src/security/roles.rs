@@ -7,8 +7,7 @@
 
 use std::fmt;
 
-/// The URI prefix that marks a role in a certificate's SAN.
-pub const ROLE_URI_PREFIX: &str = "urn:spentledger:role:";
+pub use spentledger_protocol::access::ROLE_URI_PREFIX;
 
 /// What a caller is allowed to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
