@@ -118,7 +118,7 @@ async fn run(config: NodeConfig) -> Result<(), NodeError> {
         digest_audit_interval_ms: config.digest_audit_interval_ms,
         tls: config.tls.clone(),
         #[cfg(feature = "fault-injection")]
-        faults: None,
+        faults: fault_control(config.node_id),
     })
     .await?;
     tracing::info!(node_id = config.node_id, advertise = %config.advertise, "serving");
@@ -156,4 +156,16 @@ async fn wait_for_signal(terminate: &mut tokio::signal::unix::Signal) -> Result<
         result = tokio::signal::ctrl_c() => result?,
     }
     Ok(())
+}
+
+/// Test builds only: faults driven by the file `SPENTLEDGER_FAULT_CONTROL`
+/// names (the multi-process chaos suite's delay, loss and clock skew).
+#[cfg(feature = "fault-injection")]
+fn fault_control(node_id: u64) -> Option<spentledger_node::network::fault_layer::FaultNetwork> {
+    use spentledger_node::network::fault_control::{CONTROL_ENV, spawn_watcher};
+    let path = std::env::var_os(CONTROL_ENV)?;
+    let network = spentledger_node::network::fault_layer::FaultNetwork::new(node_id);
+    spawn_watcher(path.into(), network.clone());
+    tracing::warn!("fault-injection build: faults controlled by {CONTROL_ENV}");
+    Some(network)
 }

@@ -58,7 +58,11 @@ pub async fn read_barrier(raft: &LedgerRaft, consistency: i32) -> Result<(), Sta
 
 /// The wall clock in unix ms: the leader's stamp for new entries.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
+    let wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    // Test builds only: the chaos suite skews a node's clock in the app.
+    #[cfg(feature = "fault-injection")]
+    let wall = wall.saturating_add_signed(crate::network::fault_control::clock_offset_ms());
+    wall
 }

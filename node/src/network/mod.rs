@@ -2,6 +2,8 @@
 //! ([`PeerNetworkFactory`]), the server side ([`RaftService`]), and how a
 //! node dials its peers ([`PeerDialer`]).
 
+#[cfg(feature = "fault-injection")]
+pub mod fault_control;
 pub mod fault_layer;
 mod peer_client;
 mod peer_dialer;

@@ -117,12 +117,16 @@ fn write_genesis_keys(dir: &Path, issuer: &Issuer) -> PathBuf {
 
 /// A wallet whose certificate was issued a minute ago.
 fn test_wallet(issuer: &Issuer, n: u8, balance: u64) -> Wallet {
-    let seed = [n; 32];
+    wallet_from_seed(issuer, [n; 32], &format!("w-{n}"), balance)
+}
+
+/// A wallet of device `seed`, wallet id `wallet_id`, issued a minute ago.
+fn wallet_from_seed(issuer: &Issuer, seed: [u8; 32], wallet_id: &str, balance: u64) -> Wallet {
     let issued = issuer
         .issue(
             &IssuancePolicy::default(),
             &IssuanceRequest {
-                wallet_id: id(&format!("w-{n}")),
+                wallet_id: id(wallet_id),
                 device_key: Wallet::device_key_for(&seed),
                 currency: Currency::new("c", "EUR").expect("EUR"),
                 balance,
@@ -462,6 +466,7 @@ async fn three_processes_bootstrap_settle_stop_and_restart_with_state_intact() {
     }
 }
 
+mod chaos;
 mod faults;
 mod restore;
 mod statefulset;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use spentledger_chaos::sandbox::{Bridge, rerun_sandboxed, run};
 use spentledger_client::gateway::{Gateway, GatewayConfig};
 use spentledger_protocol::{TxId, Verdict, pb};
 
@@ -28,30 +29,11 @@ use super::{BIN, id, now_ms, test_issuer, test_wallet, write_genesis_keys};
 const SANDBOX_ENV: &str = "SPENTLEDGER_STATEFULSET_SANDBOX";
 const POD_READY_WAIT: Duration = Duration::from_secs(60);
 /// The pods' subnet on the sandbox's bridge; pod N is .N+1.
-const SUBNET: &str = "10.77.0";
+const SUBNET: [u8; 3] = [10, 77, 0];
 
 #[test]
 fn the_statefulset_pods_bootstrap_join_roll_and_scale_down_losing_nothing() {
-    let exe = std::env::current_exe().expect("test binary path");
-    let status = Command::new("unshare")
-        .args([
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount-proc",
-            "--net",
-            "--mount",
-        ])
-        .arg(exe)
-        .args([
-            "--exact",
-            "statefulset::in_sandbox",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(SANDBOX_ENV, "1")
-        .status()
+    let status = rerun_sandboxed("statefulset::in_sandbox", SANDBOX_ENV)
         .expect("unshare (util-linux) runs; the test needs root");
     assert!(status.success(), "the sandboxed run failed: {status}");
 }
@@ -162,73 +144,34 @@ fn must_render(overlay: &str) -> PodTemplate {
     }
 }
 
-fn must_sh(what: &str, cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn ip(args: &[&str]) {
-    must_sh(
-        &format!("ip {}", args.join(" ")),
-        Command::new("ip").args(args),
-    );
-}
-
 fn pod_name(ordinal: usize) -> String {
     format!("spentledger-{ordinal}")
 }
 
-/// Gives pod `ordinal` a network namespace on the sandbox's bridge.
-fn must_add_pod_network(ordinal: usize) {
-    let ns = format!("pod{ordinal}");
-    let host_end = format!("h{ordinal}");
-    ip(&["netns", "add", &ns]);
-    ip(&[
-        "link", "add", &host_end, "type", "veth", "peer", "name", "eth0", "netns", &ns,
-    ]);
-    ip(&["link", "set", &host_end, "master", "br0", "up"]);
-    let addr = format!("{SUBNET}.{}/24", ordinal + 1);
-    ip(&["-n", &ns, "addr", "add", &addr, "dev", "eth0"]);
-    ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+/// Pod N on the sandbox's bridge is host N+1.
+fn pod_host(ordinal: usize) -> u8 {
+    u8::try_from(ordinal + 1).expect("a handful of pods")
 }
 
-/// The sandbox's network and name resolution: a bridge, and /etc/hosts
-/// naming each pod as the headless service would.
+/// The sandbox's network and name resolution: a bridge, a network
+/// namespace per pod, and /etc/hosts naming each pod as the headless
+/// service would.
 fn must_set_up_sandbox(pods: usize, work: &Path) {
-    // `ip netns add` keeps its handles under /run/netns: a tmpfs of the
-    // sandbox's own, so none is left on the host.
-    std::fs::create_dir_all("/run/netns").expect("/run/netns");
-    must_sh(
-        "a private /run/netns",
-        Command::new("mount").args(["-t", "tmpfs", "netns", "/run/netns"]),
-    );
-    ip(&["link", "set", "lo", "up"]);
-    ip(&["link", "add", "br0", "type", "bridge"]);
-    ip(&["addr", "add", &format!("{SUBNET}.254/24"), "dev", "br0"]);
-    ip(&["link", "set", "br0", "up"]);
-    let mut hosts = String::from("127.0.0.1 localhost\n");
+    let bridge = Bridge::create(SUBNET).expect("the sandbox's bridge");
+    let mut hosts = Vec::new();
     for ordinal in 0..pods {
-        must_add_pod_network(ordinal);
+        let addr = bridge
+            .add_namespace(&format!("pod{ordinal}"), pod_host(ordinal))
+            .expect("the pod's network namespace");
         let name = pod_name(ordinal);
-        hosts.push_str(&format!(
-            "{SUBNET}.{} {name}.spentledger-peer {name}.spentledger-peer.spentledger-dev.svc.cluster.local {name}\n",
-            ordinal + 1
+        hosts.push((
+            addr,
+            format!(
+                "{name}.spentledger-peer {name}.spentledger-peer.spentledger-dev.svc.cluster.local {name}"
+            ),
         ));
     }
-    let hosts_file = work.join("hosts");
-    std::fs::write(&hosts_file, hosts).expect("hosts file");
-    must_sh(
-        "bind the test's hosts file",
-        Command::new("mount")
-            .arg("--bind")
-            .arg(&hosts_file)
-            .arg("/etc/hosts"),
-    );
+    Bridge::bind_hosts(&hosts, work).expect("the sandbox's /etc/hosts");
 }
 
 /// A running pod: its process and its volume.
@@ -334,10 +277,11 @@ fn must_terminate(pod: &mut Pod) {
     let mut child = pod.child.take().expect("a running pod");
     // The pod's process is `unshare`, which execs sh, which execs ip, which
     // execs the node: one process, so the signal reaches the node.
-    must_sh(
+    run(
         "SIGTERM",
         Command::new("kill").args(["-TERM", &child.id().to_string()]),
-    );
+    )
+    .expect("signal the pod");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = child.try_wait().expect("wait") {

@@ -120,3 +120,90 @@ impl History {
         })
     }
 }
+
+/// Records a run's history as it happens; shared by the workload's tasks and
+/// the nemesis. Times are measured from `new`.
+#[derive(Debug)]
+pub struct Recorder {
+    started: std::time::Instant,
+    inner: std::sync::Mutex<RecorderState>,
+}
+
+#[derive(Debug, Default)]
+struct RecorderState {
+    events: Vec<Event>,
+    next_op: u64,
+}
+
+impl Recorder {
+    /// A history that starts with `scenario` and `seed`.
+    pub fn new(scenario: &str, seed: u64) -> Recorder {
+        Recorder {
+            started: std::time::Instant::now(),
+            inner: std::sync::Mutex::new(RecorderState {
+                events: vec![Event::Start {
+                    scenario: scenario.to_owned(),
+                    seed,
+                }],
+                next_op: 1,
+            }),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut RecorderState) -> T) -> T {
+        // A panicking recorder thread leaves whole events behind: go on.
+        f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Milliseconds since the run started.
+    pub fn t_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Records that `gateway` sends `payments` to `node`; returns the op id
+    /// to complete.
+    pub fn invoke(&self, gateway: u32, node: &str, payments: Vec<PaymentRef>) -> u64 {
+        let t_ms = self.t_ms();
+        self.with(|s| {
+            let op = s.next_op;
+            s.next_op += 1;
+            s.events.push(Event::Invoke {
+                op,
+                gateway,
+                node: node.to_owned(),
+                t_ms,
+                payments,
+            });
+            op
+        })
+    }
+
+    /// Records how op `op` ended.
+    pub fn complete(&self, op: u64, result: Outcome) {
+        let t_ms = self.t_ms();
+        self.with(|s| s.events.push(Event::Complete { op, t_ms, result }));
+    }
+
+    /// Records a fault starting, or [`Event::HEAL`].
+    pub fn nemesis(&self, action: &str) {
+        let t_ms = self.t_ms();
+        self.with(|s| {
+            s.events.push(Event::Nemesis {
+                t_ms,
+                action: action.to_owned(),
+            })
+        });
+    }
+
+    /// Records any event as is (the final states).
+    pub fn push(&self, event: Event) {
+        self.with(|s| s.events.push(event));
+    }
+
+    /// The history so far.
+    pub fn history(&self) -> History {
+        self.with(|s| History {
+            events: s.events.clone(),
+        })
+    }
+}
