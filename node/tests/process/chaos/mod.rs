@@ -45,6 +45,9 @@ const NODE_SLOTS: u64 = 6;
 const AFTER_HEAL: Duration = Duration::from_secs(4);
 const AFTER_HEAL_MAX: Duration = Duration::from_millis(LIVENESS_BOUND_MS_DEFAULT + 2_000);
 const FAULT_WINDOW_S_DEFAULT: u64 = 10;
+/// A scenario's time beyond its fault window: start, recovery,
+/// convergence and reading the final states (about 10 s when healthy).
+const SCENARIO_OVERHEAD_MAX: Duration = Duration::from_secs(180);
 /// Violations printed per scenario (all of them are in the history).
 const VIOLATIONS_SHOWN_MAX: usize = 10;
 
@@ -200,7 +203,17 @@ async fn suite() {
                 .seed
                 .wrapping_add(round.wrapping_mul(1_000))
                 .wrapping_add(i as u64);
-            rows.push(run_scenario(&net, *scenario, seed, &settings).await);
+            // A hard cap: a scenario that hangs fails with its name and seed.
+            let cap = settings.fault_window + SCENARIO_OVERHEAD_MAX;
+            let row = tokio::time::timeout(cap, run_scenario(&net, *scenario, seed, &settings))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{} (seed {seed}) did not finish within {cap:?}",
+                        scenario.name()
+                    )
+                });
+            rows.push(row);
         }
         match settings.soak {
             Some(soak) if started.elapsed() < soak => continue,
