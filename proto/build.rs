@@ -21,6 +21,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptor_bytes = prost::Message::encode_to_vec(&fds);
     std::fs::write(out_dir.join("spentledger_descriptor.bin"), descriptor_bytes)?;
     tonic_prost_build::configure()
+        // Log entries carry their command as shared bytes: decoding an
+        // AppendEntries request slices them out without copying payments.
+        .bytes(".spentledger.v1.Entry.command")
         .build_client(true)
         .build_server(true)
         .build_transport(false)

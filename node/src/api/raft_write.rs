@@ -30,7 +30,7 @@ pub async fn write(
     raft: &LedgerRaft,
     command: pb::Command,
 ) -> Result<(u64, CommandOutcome), Status> {
-    match raft.client_write(ClientRequest(command)).await {
+    match raft.client_write(ClientRequest::new(command)).await {
         Ok(response) => Ok((response.log_id.index, response.data)),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(
             f.leader_id.map(|id| (id, f.leader_node.map(|n| n.addr))),

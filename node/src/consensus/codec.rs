@@ -190,7 +190,7 @@ pub fn entry_to_pb(entry: &Entry) -> pb::Entry {
     let log_id = entry.log_id();
     let payload = match &entry.payload {
         EntryPayload::Blank => Payload::Blank(pb::Blank {}),
-        EntryPayload::Normal(ClientRequest(cmd)) => Payload::Command(cmd.clone()),
+        EntryPayload::Normal(request) => Payload::Command(request.encoded().clone()),
         EntryPayload::Membership(m) => Payload::Membership(membership_to_pb(m)),
     };
     pb::Entry {
@@ -208,7 +208,7 @@ pub fn entry_from_pb(entry: pb::Entry) -> Result<Entry, CodecError> {
         field: "payload",
     })? {
         Payload::Blank(_) => EntryPayload::Blank,
-        Payload::Command(cmd) => EntryPayload::Normal(ClientRequest(cmd)),
+        Payload::Command(bytes) => EntryPayload::Normal(ClientRequest::from_encoded(bytes)),
         Payload::Membership(m) => EntryPayload::Membership(membership_from_pb(&m)?),
     };
     Ok(Entry::new(log_id, payload))
@@ -261,7 +261,7 @@ mod tests {
         };
         for entry in [
             Entry::new(lid(3, 10), EntryPayload::Blank),
-            Entry::new(lid(3, 11), EntryPayload::Normal(ClientRequest(cmd))),
+            Entry::new(lid(3, 11), EntryPayload::Normal(ClientRequest::new(cmd))),
             Entry::new(lid(4, 12), EntryPayload::Membership(membership())),
         ] {
             let back = decode_entry(&encode_entry(&entry)).expect("decodes");

@@ -7,7 +7,7 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, S
 use openraft::{EntryPayload, OptionalSend};
 
 use super::codec::{decode_snapshot_meta, encode_snapshot_meta, snapshot_name};
-use super::type_config::{ClientRequest, Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig};
+use super::type_config::{Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::ops::NodeMetrics;
 use crate::state_machine::{CommandOutcome, Ledger, Overlay};
 use crate::storage::snapshot_file::{self, SnapshotFile, sync_dir};
@@ -190,9 +190,10 @@ fn apply_blocking(
         let index = entry.log_id.index();
         let outcome = match &entry.payload {
             EntryPayload::Blank => CommandOutcome::Internal,
-            EntryPayload::Normal(ClientRequest(command)) => {
-                ledger.apply(&mut overlay, index, command)?
-            }
+            EntryPayload::Normal(request) => match request.command() {
+                Ok(command) => ledger.apply(&mut overlay, index, &command)?,
+                Err(e) => CommandOutcome::Malformed(format!("command: invalid protobuf: {e}")),
+            },
             EntryPayload::Membership(m) => {
                 applied.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                 CommandOutcome::Internal

@@ -1,19 +1,77 @@
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
+use prost::Message;
+use prost::bytes::Bytes;
 use spentledger_protocol::pb;
 
 use crate::state_machine::CommandOutcome;
 
-/// A state-machine command as Raft log data: the protobuf command with its
-/// leader stamp.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClientRequest(pub pb::Command);
+/// A state-machine command as Raft log data: the protobuf `Command` as the
+/// leader encoded it, once. Log stores and peers pass these bytes through
+/// untouched; each replica decodes them when it applies the entry. The node
+/// that proposed the command also keeps the decoded form, so it does not
+/// decode what it just encoded.
+#[derive(Clone)]
+pub struct ClientRequest {
+    encoded: Bytes,
+    decoded: Option<Arc<pb::Command>>,
+}
+
+impl ClientRequest {
+    /// Encodes `command` for the log.
+    pub fn new(command: pb::Command) -> Self {
+        ClientRequest {
+            encoded: Bytes::from(command.encode_to_vec()),
+            decoded: Some(Arc::new(command)),
+        }
+    }
+
+    /// A command read from a log or received from a peer, not yet decoded.
+    pub fn from_encoded(encoded: Bytes) -> Self {
+        ClientRequest {
+            encoded,
+            decoded: None,
+        }
+    }
+
+    /// The bytes every replica stores and applies.
+    pub fn encoded(&self) -> &Bytes {
+        &self.encoded
+    }
+
+    /// The command. Bytes that do not decode are the same on every replica,
+    /// so every replica gets the same error (applied as `Malformed`).
+    pub fn command(&self) -> Result<Cow<'_, pb::Command>, prost::DecodeError> {
+        match &self.decoded {
+            Some(command) => Ok(Cow::Borrowed(command.as_ref())),
+            None => pb::Command::decode(self.encoded.clone()).map(Cow::Owned),
+        }
+    }
+}
+
+/// Equal when the bytes are: the bytes are what the log holds.
+impl PartialEq for ClientRequest {
+    fn eq(&self, other: &Self) -> bool {
+        self.encoded == other.encoded
+    }
+}
+
+impl fmt::Debug for ClientRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClientRequest({self})")
+    }
+}
 
 impl fmt::Display for ClientRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use pb::command::Kind;
-        let stamp = self.0.stamp_ms;
-        match &self.0.kind {
+        let Some(command) = &self.decoded else {
+            return write!(f, "command({} bytes)", self.encoded.len());
+        };
+        let stamp = command.stamp_ms;
+        match &command.kind {
             Some(Kind::Submit(s)) => write!(f, "submit({} payments)@{stamp}", s.payments.len()),
             Some(Kind::Settle(_)) => write!(f, "settle@{stamp}"),
             Some(Kind::Revoke(_)) => write!(f, "revoke@{stamp}"),

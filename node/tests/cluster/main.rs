@@ -225,7 +225,7 @@ impl Cluster {
             let leader = self.must_leader().await;
             match self.nodes[&leader]
                 .raft
-                .client_write(ClientRequest(cmd.clone()))
+                .client_write(ClientRequest::new(cmd.clone()))
                 .await
             {
                 Ok(response) => return response.data,

@@ -32,7 +32,9 @@ async fn try_write_on(
     };
     match tokio::time::timeout(
         wait,
-        cluster.nodes[&id].raft.client_write(ClientRequest(cmd)),
+        cluster.nodes[&id]
+            .raft
+            .client_write(ClientRequest::new(cmd)),
     )
     .await
     {

@@ -88,7 +88,7 @@ fn wallet(n: u8) -> Wallet {
 fn normal(index: u64, command: pb::command::Kind) -> Entry {
     Entry::new(
         lid(1, index),
-        EntryPayload::Normal(ClientRequest(pb::Command {
+        EntryPayload::Normal(ClientRequest::new(pb::Command {
             stamp_ms: T0_MS + 3_600_000,
             kind: Some(command),
         })),
