@@ -8,6 +8,7 @@
 //! stalled cluster shows up as latency rather than as a slower schedule
 //! (no coordinated omission).
 
+use crate::bench_resources::{MemorySampler, MemorySeries, dir_bytes};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -112,9 +113,34 @@ pub struct BenchReport {
     pub signatures_per_s_all_cores: f64,
     pub signature_checks_per_payment: usize,
     pub crypto_limit_per_s: f64,
+    /// Local cluster only: each running node's resident set over the load.
+    pub memory: Vec<MemorySeries>,
+    /// Local cluster only: the largest node data directory after the run
+    /// (uncompacted: Raft log, state store, WAL) per live nullifier
+    /// (accepted payments × inputs).
+    pub disk_bytes_per_nullifier: Option<f64>,
 }
 
 impl BenchReport {
+    /// Seconds after the load starts before growth is counted (caches fill).
+    pub const MEMORY_WARM_UP_S: f64 = 5.0;
+
+    /// The largest resident set of any node, MiB.
+    pub fn rss_max_mib(&self) -> Option<f64> {
+        self.memory
+            .iter()
+            .map(MemorySeries::max_mib)
+            .reduce(f64::max)
+    }
+
+    /// The largest growth of any node after the warm-up, MiB.
+    pub fn rss_growth_mib(&self) -> Option<f64> {
+        self.memory
+            .iter()
+            .map(|m| m.growth_mib(Self::MEMORY_WARM_UP_S))
+            .reduce(f64::max)
+    }
+
     pub fn ratio(&self) -> f64 {
         if self.crypto_limit_per_s > 0.0 {
             self.throughput_per_s / self.crypto_limit_per_s
@@ -136,6 +162,13 @@ impl BenchReport {
             "signature_checks_per_payment": self.signature_checks_per_payment,
             "crypto_limit_per_s": self.crypto_limit_per_s,
             "ratio_to_crypto_limit": self.ratio(),
+            "node_rss_max_mib": self.rss_max_mib(),
+            "node_rss_growth_mib": self.rss_growth_mib(),
+            "node_rss_series_mib": self.memory.iter().map(|m| serde_json::json!({
+                "node": m.node + 1,
+                "samples": m.samples.iter().map(|(t, mib)| [*t, *mib]).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "disk_bytes_per_nullifier": self.disk_bytes_per_nullifier,
         })
     }
 
@@ -591,10 +624,30 @@ pub async fn run(
         args.mode, args.gateways, args.batch
     ));
     let progress = bar(args.payments, "payments");
+    let sampler = local.as_ref().map(|c| MemorySampler::start(c.pids()));
     let (elapsed, shared) = drive(args, &endpoints, tls.as_ref(), batches, &progress).await?;
     progress.finish_and_clear();
+    let memory = sampler.map(MemorySampler::finish).unwrap_or_default();
+    let accepted = shared
+        .verdicts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get("ACCEPTED")
+        .copied()
+        .unwrap_or(0);
+    let mut disk_bytes_per_nullifier = None;
     if let Some(mut cluster) = local {
+        let running: Vec<usize> = cluster.pids().iter().map(|(i, _)| *i).collect();
         cluster.stop();
+        let largest = running
+            .iter()
+            .map(|i| dir_bytes(&cluster.data_dir(*i)))
+            .max()
+            .unwrap_or(0);
+        let nullifiers = accepted * args.inputs;
+        if nullifiers > 0 {
+            disk_bytes_per_nullifier = Some(largest as f64 / nullifiers as f64);
+        }
     }
     let h = shared
         .histogram
@@ -623,5 +676,7 @@ pub async fn run(
         signatures_per_s_all_cores: signatures_per_s,
         signature_checks_per_payment: checks,
         crypto_limit_per_s: signatures_per_s / checks as f64,
+        memory,
+        disk_bytes_per_nullifier,
     })
 }

@@ -17,6 +17,7 @@
 //!   terminal and payment files; [`qr`]: payments as QR codes.
 
 pub mod bench;
+pub mod bench_resources;
 pub mod cli;
 pub mod connect;
 pub mod demo;

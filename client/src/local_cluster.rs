@@ -298,6 +298,20 @@ impl LocalCluster {
         self.addrs.len()
     }
 
+    /// (node index, pid) of every node process this value runs.
+    pub fn pids(&self) -> Vec<(usize, u32)> {
+        self.children
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (i, c.id())))
+            .collect()
+    }
+
+    /// Node `i`'s data directory.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("node-{}", i + 1)).join("data")
+    }
+
     fn spawn(&mut self, i: usize) -> Result<(), ClusterError> {
         let members: Vec<String> = self
             .addrs

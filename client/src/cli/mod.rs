@@ -302,6 +302,23 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     ),
                     ("throughput / crypto limit", format!("{:.1}%", 100.0 * report.ratio()).into()),
                 ];
+                if let (Some(max), Some(growth)) = (report.rss_max_mib(), report.rss_growth_mib()) {
+                    rows.push((
+                        "node memory (largest node)",
+                        format!(
+                            "max {max:.0} MiB, {growth:+.0} MiB after the first {:.0} s",
+                            crate::bench::BenchReport::MEMORY_WARM_UP_S
+                        )
+                        .into(),
+                    ));
+                }
+                if let Some(bytes) = report.disk_bytes_per_nullifier {
+                    rows.push((
+                        "disk per live nullifier",
+                        format!("{bytes:.0} bytes (largest node data directory, uncompacted)")
+                            .into(),
+                    ));
+                }
                 for (k, v) in &report.verdicts {
                     rows.push((k.as_str(), (*v).into()));
                 }

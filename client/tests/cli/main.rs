@@ -378,6 +378,21 @@ fn bench_measures_a_local_cluster_and_writes_csv() {
         assert!(
             report["p99_ms"].as_f64().unwrap_or(0.0) >= report["p50_ms"].as_f64().unwrap_or(0.0)
         );
+        // Resources: a memory series per node (sampled at the load's start at
+        // least), and the data on disk per nullifier: 1,082 live nullifiers
+        // (541 accepted × 2 inputs) cost at least their 32-byte keys.
+        let series = report["node_rss_series_mib"].as_array().expect("series");
+        assert_eq!(series.len(), 3, "one series per node: {series:?}");
+        for s in series {
+            let first = &s["samples"][0];
+            assert!(first[1].as_f64().unwrap_or(0.0) > 1.0, "a node's RSS: {s}");
+        }
+        assert!(report["node_rss_max_mib"].as_f64().unwrap_or(0.0) > 1.0);
+        let per_nullifier = report["disk_bytes_per_nullifier"].as_f64().unwrap_or(0.0);
+        assert!(
+            (32.0..1_000_000.0).contains(&per_nullifier),
+            "disk per nullifier: {per_nullifier}"
+        );
     }
     let text = std::fs::read_to_string(&csv).expect("csv");
     let lines: Vec<&str> = text.lines().collect();
