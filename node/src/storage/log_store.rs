@@ -45,12 +45,19 @@ pub struct LogStore {
     inner: Arc<Inner>,
 }
 
+/// All memtables of the Raft log store together.
+const LOG_MEMTABLES_BYTES_MAX: usize = 64 << 20;
+
 impl LogStore {
     pub fn open(dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        // The log's memtables together: entries are read back soon after
+        // they are written (replication, apply) or not at all, so a small
+        // budget costs nothing and keeps a node's memory flat.
+        opts.set_db_write_buffer_size(LOG_MEMTABLES_BYTES_MAX);
         let cfs =
             [CF_LOGS, CF_META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(io_err)?;
