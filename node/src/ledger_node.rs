@@ -163,6 +163,9 @@ pub enum NodeError {
     Tls(String),
 }
 
+/// How long a stopping node waits for a snapshot build to finish its file.
+const SNAPSHOT_BUILD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A running node. Dropping it without [`LedgerNode::shutdown`] leaves its
 /// tasks running until the runtime ends.
 pub struct LedgerNode {
@@ -185,6 +188,7 @@ pub struct LedgerNode {
     metrics_server: Option<JoinHandle<std::io::Result<()>>>,
     drain_timeout_ms: u64,
     heartbeat_interval_ms: u64,
+    snapshot_builds: crate::consensus::SnapshotBuilds,
 }
 
 /// Accepted connections with Nagle's algorithm off. tonic sets TCP_NODELAY
@@ -227,6 +231,7 @@ impl LedgerNode {
         let sm = LedgerStateMachine::open(&options.data_dir.join("state"), ledger)?
             .with_metrics(metrics.clone());
         let state = sm.state();
+        let snapshot_builds = sm.snapshot_builds();
         let dialer = PeerDialer::new(options.tls.as_ref().map(NodeTls::client_config));
         if options.tls.is_none() {
             tracing::warn!(
@@ -392,6 +397,7 @@ impl LedgerNode {
             metrics_server,
             drain_timeout_ms: options.drain_timeout_ms,
             heartbeat_interval_ms: t.heartbeat_interval_ms,
+            snapshot_builds,
         })
     }
 
@@ -419,6 +425,12 @@ impl LedgerNode {
         self.hand_over_leadership().await;
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(node_id = self.id, error = %e, "raft shutdown");
+        }
+        if !self.snapshot_builds.wait_idle(SNAPSHOT_BUILD_WAIT).await {
+            tracing::warn!(
+                node_id = self.id,
+                "a snapshot build is still writing; its partial file is removed at the next start"
+            );
         }
         if let Some(server) = self.metrics_server.take() {
             let _ = server.await;

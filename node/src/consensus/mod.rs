@@ -14,7 +14,9 @@ pub use codec::{
     entry_from_pb, entry_to_pb, log_id_from_pb, log_id_to_pb, membership_from_pb, membership_to_pb,
     snapshot_meta_from_pb, snapshot_meta_to_pb, snapshot_name, vote_from_pb, vote_to_pb,
 };
-pub use raft_state_machine::{LedgerSnapshotBuilder, LedgerStateMachine, StateHandle};
+pub use raft_state_machine::{
+    LedgerSnapshotBuilder, LedgerStateMachine, SnapshotBuilds, StateHandle,
+};
 pub use type_config::{
     ClientRequest, Entry, LogId, Membership, NodeId, SnapshotMeta, StoredMembership, TypeConfig,
     Vote,

@@ -55,6 +55,22 @@ pub struct LedgerStateMachine {
     ledger: Arc<Ledger>,
     current_snapshot: Arc<Mutex<Option<CurrentSnapshot>>>,
     metrics: NodeMetrics,
+    builds: SnapshotBuilds,
+}
+
+/// Snapshot builds in progress. A build writes its file on a blocking
+/// thread that outlives openraft's shutdown, so a stopping node waits for
+/// it before it reports itself stopped (its directory may then be deleted
+/// or reused at once).
+#[derive(Clone, Default)]
+pub struct SnapshotBuilds(Arc<tokio::sync::RwLock<()>>);
+
+impl SnapshotBuilds {
+    /// Waits until no build is running, at most `timeout`; false when one
+    /// still is.
+    pub async fn wait_idle(&self, timeout: std::time::Duration) -> bool {
+        tokio::time::timeout(timeout, self.0.write()).await.is_ok()
+    }
 }
 
 fn generation_dir(dir: &Path, generation: u64) -> PathBuf {
@@ -156,6 +172,7 @@ impl LedgerStateMachine {
             ledger,
             current_snapshot: Arc::new(Mutex::new(find_current_snapshot(dir)?)),
             metrics: NodeMetrics::new(0),
+            builds: SnapshotBuilds::default(),
         })
     }
 
@@ -163,6 +180,11 @@ impl LedgerStateMachine {
     pub fn with_metrics(mut self, metrics: NodeMetrics) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// The snapshot builds this state machine starts, to wait for on shutdown.
+    pub fn snapshot_builds(&self) -> SnapshotBuilds {
+        self.builds.clone()
     }
 
     /// The live database, for reads.
@@ -254,6 +276,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             state: self.state.clone(),
             current_snapshot: self.current_snapshot.clone(),
             metrics: self.metrics.clone(),
+            builds: self.builds.clone(),
         }
     }
 
@@ -396,6 +419,7 @@ pub struct LedgerSnapshotBuilder {
     state: StateHandle,
     current_snapshot: Arc<Mutex<Option<CurrentSnapshot>>>,
     metrics: NodeMetrics,
+    builds: SnapshotBuilds,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
@@ -407,7 +431,11 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
         let store = self.state.current();
         let dir = self.dir.clone();
         let started = std::time::Instant::now();
+        // Held by the blocking thread until the file is complete, even if
+        // this future is dropped at shutdown.
+        let building = self.builds.0.clone().read_owned().await;
         let current = tokio::task::spawn_blocking(move || -> io::Result<CurrentSnapshot> {
+            let _building = building;
             let tmp = snapshots_dir(&dir).join("building.snap");
             let (_, applied) = snapshot_file::write(&store, &tmp)?;
             let meta = SnapshotMeta {
