@@ -402,29 +402,10 @@ impl<'n> ChaosCluster<'n> {
     }
 
     /// Waits until every node in `ids` reports the same applied index and
-    /// state digest.
+    /// state digest (the process tests' own check, on these addresses).
     pub(crate) async fn must_converge(&self, ids: &[u64]) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let mut seen = Vec::new();
-            for id in ids {
-                seen.push(
-                    self.status(*id)
-                        .await
-                        .and_then(|s| s.self_)
-                        .map(|s| (s.applied_index, s.state_digest)),
-                );
-            }
-            let distinct: BTreeSet<_> = seen.iter().collect();
-            if distinct.len() == 1 && seen[0].is_some() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nodes {ids:?} did not converge within {WAIT:?}: {seen:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let addrs: Vec<SocketAddr> = ids.iter().map(|id| self.net.addrs[id]).collect();
+        super::super::faults::must_converge(&addrs).await;
     }
 
     /// Records each node's final state: applied index, digest, which of

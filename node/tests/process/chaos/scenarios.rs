@@ -142,7 +142,7 @@ impl Scenario {
             }
             Scenario::Bridge => {
                 let (left, bridge, right) = (&nodes[..2], nodes[2], &nodes[3..]);
-                cluster.net().apply(&LinkRules::bridge(left, bridge, right));
+                cluster.net().apply(&LinkRules::bridge(left, right));
                 topology.set_sides(vec![left.to_vec(), right.to_vec()]);
                 format!("bridge {left:?} - n{bridge} - {right:?}")
             }
