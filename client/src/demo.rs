@@ -339,14 +339,6 @@ fn as_role(ids: Option<&RoleIdentities>, role: ClientRole) -> Option<&ClientTls>
     ids.map(|i| i.get(role))
 }
 
-async fn settlement_client(
-    addr: &str,
-    ids: Option<&RoleIdentities>,
-) -> Result<pb::settlement_client::SettlementClient<tonic::transport::Channel>, DemoError> {
-    let ch = crate::connect::dial(addr, None, as_role(ids, ClientRole::Gateway)).await?;
-    Ok(pb::settlement_client::SettlementClient::new(ch))
-}
-
 /// Runs the demo and returns its figures; `Err` when a check fails.
 pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
     if options.devices == 0
@@ -568,10 +560,6 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
         quiet,
         "--- settle a few certificates (devices returned to the bank)",
     );
-    let leader = wait_for_leader(&endpoints, ids).await?;
-    let mut issuer_client = pb::issuer_client::IssuerClient::new(
-        crate::connect::dial(&endpoints[leader], None, as_role(ids, ClientRole::Issuer)).await?,
-    );
     let mut returned: Vec<usize> = workload.double_spenders.iter().take(2).copied().collect();
     returned.extend([0, options.devices / 2, options.devices - 1]);
     returned.sort_unstable();
@@ -603,20 +591,28 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
             "settled",
         ]);
     for (certificate, force) in &to_settle {
-        let settled = issuer_client
-            .settle_certificate(pb::SettleCertificateRequest {
-                certificate: Some(certificate.into()),
-                force: *force,
-                force_reason: if *force {
-                    "demo: device returned to the issuer".into()
-                } else {
-                    String::new()
-                },
-            })
-            .await?
-            .into_inner()
-            .settlement
-            .ok_or_else(|| DemoError::Check("settlement missing".into()))?;
+        let request = pb::SettleCertificateRequest {
+            certificate: Some(certificate.into()),
+            force: *force,
+            force_reason: if *force {
+                "demo: device returned to the issuer".into()
+            } else {
+                String::new()
+            },
+        };
+        // Settling a certificate twice returns the first settlement, so a
+        // retry after a lost answer is safe.
+        let settled = on_leader(&endpoints, ids, ClientRole::Issuer, |ch| {
+            let request = request.clone();
+            async move {
+                pb::issuer_client::IssuerClient::new(ch)
+                    .settle_certificate(request)
+                    .await
+            }
+        })
+        .await?
+        .settlement
+        .ok_or_else(|| DemoError::Check("settlement missing".into()))?;
         if settled.total_value != settled.spent_value + settled.held_value + settled.unspent_value {
             return Err(DemoError::Check(format!(
                 "settlement of {} does not add up: {settled:?}",
@@ -659,15 +655,16 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
     let (applied_index, digest_table, equal) = converge(&endpoints, ids).await?;
     summary.applied_index = applied_index;
     summary.digests_equal = equal;
-    let revocations = settlement_client(&endpoints[leader], ids)
-        .await?
-        .list_revocations(pb::ListRevocationsRequest {
-            after_sequence: 0,
-            limit: 10_000,
-            consistency: pb::ReadConsistency::Linearizable as i32,
-        })
-        .await?
-        .into_inner();
+    let revocations = on_leader(&endpoints, ids, ClientRole::Gateway, |ch| async move {
+        pb::settlement_client::SettlementClient::new(ch)
+            .list_revocations(pb::ListRevocationsRequest {
+                after_sequence: 0,
+                limit: 10_000,
+                consistency: pb::ReadConsistency::Linearizable as i32,
+            })
+            .await
+    })
+    .await?;
     summary.revocations = revocations.revocations.len();
     if let Some(cluster) = cluster.as_mut() {
         cluster.stop();
@@ -693,29 +690,70 @@ async fn register_key(
     endpoints: &[String],
     ids: Option<&RoleIdentities>,
 ) -> Result<(), DemoError> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let key: pb::IssuerKey = (&issuer.issuer_key()).into();
+    let registered = on_leader(endpoints, ids, ClientRole::Issuer, |ch| {
+        let key = key.clone();
+        async move {
+            pb::issuer_client::IssuerClient::new(ch)
+                .register_issuer_key(pb::RegisterIssuerKeyRequest { key: Some(key) })
+                .await
+        }
+    })
+    .await;
+    match registered {
+        Ok(_) => Ok(()),
+        // The key id is this run's own, so this should not happen.
+        Err(DemoError::Call(s)) if s.code() == tonic::Code::AlreadyExists => {
+            Err(DemoError::Check(format!(
+                "the cluster already has a different key with this run's key id: {}",
+                s.message()
+            )))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// No leader, leadership moved, or the node did not answer in time.
+fn retryable(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+    )
+}
+
+/// How long a call that needs the leader keeps retrying through elections.
+const LEADER_CALL_TIMEOUT_MS: u64 = 30_000;
+
+/// Runs `call` against the current leader, finding it again and retrying
+/// while the answer is UNAVAILABLE (no leader yet, or leadership moved after
+/// the leader was found: the restarted node of the kill phase can still win
+/// an election late). Only for calls that are safe to repeat: every caller's
+/// command is idempotent in the state machine (key registration with the same
+/// key, settlement of a certificate, reads).
+async fn on_leader<T, F, Fut>(
+    endpoints: &[String],
+    ids: Option<&RoleIdentities>,
+    role: ClientRole,
+    mut call: F,
+) -> Result<T, DemoError>
+where
+    F: FnMut(tonic::transport::Channel) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let deadline = Instant::now() + Duration::from_millis(LEADER_CALL_TIMEOUT_MS);
     loop {
         let leader = wait_for_leader(endpoints, ids).await?;
-        let ch =
-            crate::connect::dial(&endpoints[leader], None, as_role(ids, ClientRole::Issuer)).await;
-        if let Ok(ch) = ch {
-            match pb::issuer_client::IssuerClient::new(ch)
-                .register_issuer_key(pb::RegisterIssuerKeyRequest {
-                    key: Some((&issuer.issuer_key()).into()),
-                })
-                .await
-            {
-                Ok(_) => return Ok(()),
-                // The key id is this run's own, so this should not happen.
-                Err(s) if s.code() == tonic::Code::AlreadyExists => {
-                    return Err(DemoError::Check(format!(
-                        "the cluster already has a different key with this run's key id: {}",
-                        s.message()
-                    )));
-                }
-                Err(s) if Instant::now() > deadline => return Err(s.into()),
-                Err(_) => {}
+        let outcome = match crate::connect::dial(&endpoints[leader], None, as_role(ids, role)).await
+        {
+            Ok(ch) => call(ch).await,
+            Err(status) => Err(status),
+        };
+        match outcome {
+            Ok(response) => return Ok(response.into_inner()),
+            Err(s) if retryable(&s) && Instant::now() < deadline => {
+                tracing::debug!(node = leader + 1, "retrying on the leader: {}", s.message());
             }
+            Err(s) => return Err(s.into()),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
