@@ -15,7 +15,7 @@ pub use codec::{
     snapshot_meta_from_pb, snapshot_meta_to_pb, snapshot_name, vote_from_pb, vote_to_pb,
 };
 pub use raft_state_machine::{
-    LedgerSnapshotBuilder, LedgerStateMachine, SnapshotBuilds, StateHandle,
+    LedgerSnapshotBuilder, LedgerStateMachine, SnapshotBuilds, StateHandle, current_state_dir,
 };
 pub use type_config::{
     ClientRequest, Entry, LogId, Membership, NodeId, SnapshotMeta, StoredMembership, TypeConfig,

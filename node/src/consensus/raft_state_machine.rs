@@ -90,6 +90,12 @@ fn write_current(dir: &Path, generation: u64) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// The directory of the state database a node opens from `dir` (its
+/// `state/`), or `None` when the node never ran there.
+pub fn current_state_dir(dir: &Path) -> io::Result<Option<PathBuf>> {
+    Ok(read_current(dir)?.map(|g| generation_dir(dir, g)))
+}
+
 fn read_current(dir: &Path) -> io::Result<Option<u64>> {
     match std::fs::read_to_string(dir.join(CURRENT_FILE)) {
         Ok(text) => text

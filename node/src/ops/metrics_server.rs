@@ -88,30 +88,19 @@ impl MetricsSources {
         if let Ok((state_bytes, log_bytes)) =
             tokio::task::spawn_blocking(move || (state.disk_bytes(), log.disk_bytes())).await
         {
-            m.set_labeled_gauge(
-                "spentledger_rocksdb_sst_bytes",
-                "db",
-                "state".into(),
-                state_bytes.sst as f64,
-            );
-            m.set_labeled_gauge(
-                "spentledger_rocksdb_memtable_bytes",
-                "db",
-                "state".into(),
-                state_bytes.memtable as f64,
-            );
-            m.set_labeled_gauge(
-                "spentledger_rocksdb_sst_bytes",
-                "db",
-                "raft_log".into(),
-                log_bytes.sst as f64,
-            );
-            m.set_labeled_gauge(
-                "spentledger_rocksdb_memtable_bytes",
-                "db",
-                "raft_log".into(),
-                log_bytes.memtable as f64,
-            );
+            for (db, bytes) in [("state", state_bytes), ("raft_log", log_bytes)] {
+                for (name, value) in [
+                    ("spentledger_rocksdb_sst_bytes", bytes.sst),
+                    ("spentledger_rocksdb_memtable_bytes", bytes.memtable),
+                    (
+                        "spentledger_rocksdb_table_readers_bytes",
+                        bytes.table_readers,
+                    ),
+                    ("spentledger_rocksdb_block_cache_bytes", bytes.block_cache),
+                ] {
+                    m.set_labeled_gauge(name, "db", db.into(), value as f64);
+                }
+            }
         }
     }
 }

@@ -45,21 +45,19 @@ pub struct LogStore {
     inner: Arc<Inner>,
 }
 
-/// All memtables of the Raft log store together.
-const LOG_MEMTABLES_BYTES_MAX: usize = 64 << 20;
-
 impl LogStore {
     pub fn open(dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        // The log's memtables together: entries are read back soon after
-        // they are written (replication, apply) or not at all, so a small
-        // budget costs nothing and keeps a node's memory flat.
-        opts.set_db_write_buffer_size(LOG_MEMTABLES_BYTES_MAX);
-        let cfs =
-            [CF_LOGS, CF_META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        super::memory_budget::LOG_STORE.apply_to_db(&mut opts);
+        let cache = super::memory_budget::LOG_STORE.block_cache();
+        let cfs = [CF_LOGS, CF_META].map(|name| {
+            let mut cf = Options::default();
+            cf.set_block_based_table_factory(&super::memory_budget::table_options(&cache, false));
+            ColumnFamilyDescriptor::new(name, cf)
+        });
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(io_err)?;
         let (tx, rx) = mpsc::channel::<Pending>();
         let inner = Arc::new(Inner {
@@ -76,6 +74,16 @@ impl LogStore {
     /// Estimated on-disk and in-memory size, for metrics.
     pub fn disk_bytes(&self) -> super::DiskBytes {
         super::disk_bytes(&self.inner.db, &[CF_LOGS, CF_META])
+    }
+
+    /// Each column family's table-file bytes.
+    pub fn sst_bytes_per_family(&self) -> io::Result<Vec<(String, u64)>> {
+        super::sst_bytes_per_family(&self.inner.db, &[CF_LOGS, CF_META])
+    }
+
+    /// Offline: compacts the log completely; each family's table bytes.
+    pub fn compact_all(&self) -> io::Result<Vec<(String, u64)>> {
+        super::compact_all(&self.inner.db, &[CF_LOGS, CF_META])
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {

@@ -4,8 +4,10 @@
 
 mod keys;
 pub mod log_store;
+pub mod memory_budget;
 pub mod snapshot_file;
 pub mod state_store;
+pub mod usage_report;
 
 pub use log_store::LogStore;
 pub use snapshot_file::SnapshotFile;
@@ -23,6 +25,11 @@ pub struct DiskBytes {
     pub sst: u64,
     /// Bytes in memtables not yet flushed (they are in the WAL).
     pub memtable: u64,
+    /// Memory held by open SST readers outside the block cache (index and
+    /// filter blocks): grows with the data unless they are cached.
+    pub table_readers: u64,
+    /// Memory used by the database's block cache.
+    pub block_cache: u64,
 }
 
 pub(crate) fn disk_bytes(db: &rocksdb::DB, column_families: &[&str]) -> DiskBytes {
@@ -39,6 +46,54 @@ pub(crate) fn disk_bytes(db: &rocksdb::DB, column_families: &[&str]) -> DiskByte
         };
         total.sst += read("rocksdb.total-sst-files-size");
         total.memtable += read("rocksdb.cur-size-all-mem-tables");
+        total.table_readers += read("rocksdb.estimate-table-readers-mem");
+        // Every family of a database shares one cache (memory_budget), and
+        // each reports that cache's usage: count it once.
+        total.block_cache = total.block_cache.max(read("rocksdb.block-cache-usage"));
     }
     total
+}
+
+/// Flushes every column family's memtables and compacts all its files into
+/// the bottom level (what RocksDB would reach on its own eventually), then
+/// returns each family's table-file bytes. Offline tooling: it rewrites the
+/// whole database.
+pub(crate) fn compact_all(
+    db: &rocksdb::DB,
+    column_families: &[&str],
+) -> std::io::Result<Vec<(String, u64)>> {
+    let mut sizes = Vec::with_capacity(column_families.len());
+    for name in column_families {
+        let cf = db
+            .cf_handle(name)
+            .ok_or_else(|| io_err(format!("column family {name} missing")))?;
+        db.flush_cf(cf).map_err(io_err)?;
+        db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        let bytes = db
+            .property_int_value_cf(cf, "rocksdb.total-sst-files-size")
+            .map_err(io_err)?
+            .unwrap_or(0);
+        sizes.push(((*name).to_owned(), bytes));
+    }
+    Ok(sizes)
+}
+
+/// Each column family's table-file bytes, as they are.
+pub(crate) fn sst_bytes_per_family(
+    db: &rocksdb::DB,
+    column_families: &[&str],
+) -> std::io::Result<Vec<(String, u64)>> {
+    column_families
+        .iter()
+        .map(|name| {
+            let cf = db
+                .cf_handle(name)
+                .ok_or_else(|| io_err(format!("column family {name} missing")))?;
+            let bytes = db
+                .property_int_value_cf(cf, "rocksdb.total-sst-files-size")
+                .map_err(io_err)?
+                .unwrap_or(0);
+            Ok(((*name).to_owned(), bytes))
+        })
+        .collect()
 }

@@ -343,6 +343,14 @@ async fn every_node_exports_verdicts_raft_progress_and_storage_sizes() {
                 &[("db", "state")],
             );
         assert!(state_bytes > 0.0, "node {me} state database size");
+        for db in ["state", "raft_log"] {
+            for memory in [
+                "spentledger_rocksdb_table_readers_bytes",
+                "spentledger_rocksdb_block_cache_bytes",
+            ] {
+                assert!(must_series(&text, memory, &[("db", db)]) >= 0.0);
+            }
+        }
         let ingress_rejects = series(
             &text,
             "spentledger_verdicts_total",
