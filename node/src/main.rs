@@ -1,4 +1,6 @@
 //! `spentledger-node`: runs one ledger node until SIGTERM or SIGINT.
+//! `spentledger-node storage-report --data-dir D [--compact]` measures a
+//! stopped node's data directory instead.
 //!
 //! Exit codes: 0 after a graceful shutdown, 1 when the node fails at run
 //! time, 2 for an invalid configuration (nothing was written then).
@@ -11,8 +13,24 @@ use spentledger_node::config::{Flags, NodeConfig};
 use spentledger_node::ledger_node::{LedgerNode, NodeError, NodeOptions};
 use spentledger_node::restore::restore_from_snapshot;
 use spentledger_node::state_machine::LedgerConfig;
+use spentledger_node::storage::usage_report::{StorageReportArgs, storage_report};
 
 fn main() -> ExitCode {
+    // An offline tool on a stopped node's data directory, not a node run.
+    if std::env::args().nth(1).as_deref() == Some("storage-report") {
+        let args = StorageReportArgs::parse_from(std::env::args().skip(1));
+        return match storage_report(&args.data_dir, args.compact) {
+            Ok(report) => {
+                println!("{}", report.to_json());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("spentledger-node storage-report: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    spentledger_node::ops::heap_trim::limit_malloc_arenas();
     let flags = Flags::parse();
     let config = match NodeConfig::resolve(flags) {
         Ok(c) => c,
@@ -69,6 +87,9 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         };
+    }
+    if let Err(e) = spentledger_node::ops::heap_trim::spawn_heap_trimmer() {
+        tracing::warn!(error = %e, "cannot start the heap trimmer; memory may stay resident after use");
     }
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,

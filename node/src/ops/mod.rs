@@ -2,6 +2,7 @@
 //! and the state-digest audit that quarantines a diverged node.
 
 mod digest_audit;
+pub mod heap_trim;
 mod metrics_server;
 mod node_metrics;
 
