@@ -69,6 +69,12 @@ pub struct BenchArgs {
     /// Stop this node of the local cluster before the run (1-based).
     #[arg(long)]
     pub stop_node: Option<usize>,
+    /// Nodes of the local cluster (1 is single-node mode: no replication).
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// A name for this run in the CSV and JSON (letters, digits, `-`, `_`, `.`, `%`).
+    #[arg(long, default_value = "")]
+    pub label: String,
     /// Append the results as a CSV row to this file (header when new).
     #[arg(long)]
     pub csv: Option<PathBuf>,
@@ -96,7 +102,13 @@ pub enum BenchError {
 /// One run's figures.
 #[derive(Debug, Clone)]
 pub struct BenchReport {
+    pub label: String,
     pub mode: LoadMode,
+    /// Cluster members, and how many of them ran (validated) during the load.
+    pub nodes: usize,
+    pub nodes_running: usize,
+    pub devices: usize,
+    pub double_spend_share: f64,
     pub gateways: usize,
     pub batch: usize,
     pub inputs: usize,
@@ -119,6 +131,9 @@ pub struct BenchReport {
     /// (uncompacted: Raft log, state store, WAL) per live nullifier
     /// (accepted payments × inputs).
     pub disk_bytes_per_nullifier: Option<f64>,
+    /// Local cluster only: `spentledger-node storage-report --compact` of
+    /// that node after the run (per column family, per live nullifier).
+    pub storage_compacted: Option<serde_json::Value>,
 }
 
 impl BenchReport {
@@ -141,6 +156,11 @@ impl BenchReport {
             .reduce(f64::max)
     }
 
+    /// A per-nullifier figure of the compacted storage report.
+    pub fn compacted(&self, key: &str) -> Option<f64> {
+        self.storage_compacted.as_ref()?.get(key)?.as_f64()
+    }
+
     pub fn ratio(&self) -> f64 {
         if self.crypto_limit_per_s > 0.0 {
             self.throughput_per_s / self.crypto_limit_per_s
@@ -151,6 +171,9 @@ impl BenchReport {
 
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
+            "label": self.label,
+            "nodes": self.nodes, "nodes_running": self.nodes_running,
+            "devices": self.devices, "double_spend_share": self.double_spend_share,
             "mode": format!("{:?}", self.mode).to_lowercase(),
             "gateways": self.gateways, "batch": self.batch, "inputs": self.inputs,
             "payments": self.payments, "elapsed_s": self.elapsed_s,
@@ -169,16 +192,24 @@ impl BenchReport {
                 "samples": m.samples.iter().map(|(t, mib)| [*t, *mib]).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "disk_bytes_per_nullifier": self.disk_bytes_per_nullifier,
+            "storage_compacted": self.storage_compacted,
         })
     }
 
-    pub const CSV_HEADER: &'static str = "mode,gateways,batch,inputs,payments,elapsed_s,throughput_per_s,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,accepted,duplicate,double_spend,rejected,failed_batches,crypto_limit_per_s,ratio";
+    /// The CSV columns; `bench-plot` reads files with this header.
+    pub const CSV_HEADER: &'static str = "label,mode,nodes,nodes_running,devices,double_spend_share,gateways,batch,inputs,payments,elapsed_s,throughput_per_s,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,accepted,duplicate,double_spend,rejected,failed_batches,crypto_limit_per_s,ratio,node_rss_max_mib,node_rss_growth_mib,disk_bytes_per_nullifier,compacted_state_bytes_per_nullifier,compacted_index_bytes_per_nullifier";
 
     pub fn csv_row(&self) -> String {
         let v = |k: &str| self.verdicts.get(k).copied().unwrap_or(0);
+        let opt = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.1}"));
         format!(
-            "{:?},{},{},{},{},{:.3},{:.1},{:.2},{:.2},{:.2},{:.2},{:.2},{},{},{},{},{},{:.1},{:.4}",
+            "{},{:?},{},{},{},{:.3},{},{},{},{},{:.3},{:.1},{:.2},{:.2},{:.2},{:.2},{:.2},{},{},{},{},{},{:.1},{:.4},{},{},{},{},{}",
+            self.label,
             self.mode,
+            self.nodes,
+            self.nodes_running,
+            self.devices,
+            self.double_spend_share,
             self.gateways,
             self.batch,
             self.inputs,
@@ -196,9 +227,25 @@ impl BenchReport {
             v("REJECTED"),
             self.failed_batches,
             self.crypto_limit_per_s,
-            self.ratio()
+            self.ratio(),
+            opt(self.rss_max_mib()),
+            opt(self.rss_growth_mib()),
+            opt(self.disk_bytes_per_nullifier),
+            opt(self.compacted("state_bytes_per_nullifier")),
+            opt(self.compacted("nullifier_index_bytes_per_nullifier")),
         )
     }
+}
+
+/// Largest local cluster `bench` starts.
+pub const LOCAL_NODES_MAX: usize = 7;
+
+/// Labels go into CSV cells and file names unquoted.
+pub fn label_is_valid(label: &str) -> bool {
+    label.len() <= 64
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '%'))
 }
 
 fn now_ms() -> u64 {
@@ -524,12 +571,24 @@ pub async fn run(
             "devices and payments at least 1, double-spend-share 0..=0.5".into(),
         ));
     }
+    if !(1..=LOCAL_NODES_MAX).contains(&args.nodes) {
+        return Err(BenchError::Options(format!(
+            "--nodes 1..={LOCAL_NODES_MAX}"
+        )));
+    }
+    if !label_is_valid(&args.label) {
+        return Err(BenchError::Options(format!(
+            "--label {:?}: at most 64 of letters, digits, '-', '_', '.', '%'",
+            args.label
+        )));
+    }
     let say = |t: &str| {
         if !quiet {
             eprintln!("{t}");
         }
     };
     let mut local = None;
+    let mut node_bin = None;
     let _temp;
     let (issuer, endpoints) = match endpoints {
         Some(e) => {
@@ -546,13 +605,15 @@ pub async fn run(
                 .prefix("spentledger-bench-")
                 .tempdir()?;
             say(&format!(
-                "--- local 3-node cluster in {}",
+                "--- local {}-node cluster in {}",
+                args.nodes,
                 _temp.path().display()
             ));
             let bin = crate::local_cluster::find_node_binary(args.node_bin.clone())?;
+            node_bin = Some(bin.clone());
             let mut cluster =
-                crate::local_cluster::LocalCluster::start(bin, _temp.path(), 3, &genesis)?;
-            for i in 0..3 {
+                crate::local_cluster::LocalCluster::start(bin, _temp.path(), args.nodes, &genesis)?;
+            for i in 0..args.nodes {
                 cluster.wait_ready(i, Duration::from_secs(60)).await?;
             }
             let e = cluster.addrs.iter().map(|a| a.to_string()).collect();
@@ -608,7 +669,8 @@ pub async fn run(
     say("--- measuring the crypto limit (ed25519 batch verification, all cores, 2 s)");
     let signatures_per_s = measure_signatures_per_s(Duration::from_secs(2));
     // Replicas that validate: a node stopped for the run checks nothing.
-    let replicas = endpoints.len() - usize::from(args.stop_node.is_some());
+    let nodes_running = endpoints.len() - usize::from(args.stop_node.is_some());
+    let replicas = nodes_running;
     let checks = 1 + replicas;
 
     let batches: Vec<pb::SubmitBatchRequest> = payments
@@ -636,17 +698,22 @@ pub async fn run(
         .copied()
         .unwrap_or(0);
     let mut disk_bytes_per_nullifier = None;
-    if let Some(mut cluster) = local {
+    let mut storage_compacted = None;
+    if let (Some(mut cluster), Some(bin)) = (local, node_bin) {
         let running: Vec<usize> = cluster.pids().iter().map(|(i, _)| *i).collect();
         cluster.stop();
         let largest = running
             .iter()
-            .map(|i| dir_bytes(&cluster.data_dir(*i)))
-            .max()
-            .unwrap_or(0);
+            .map(|i| (dir_bytes(&cluster.data_dir(*i)), *i))
+            .max();
         let nullifiers = accepted * args.inputs;
-        if nullifiers > 0 {
-            disk_bytes_per_nullifier = Some(largest as f64 / nullifiers as f64);
+        if let (Some((bytes, node)), true) = (largest, nullifiers > 0) {
+            disk_bytes_per_nullifier = Some(bytes as f64 / nullifiers as f64);
+            say(&format!(
+                "--- compacting node {}'s storage to measure it",
+                node + 1
+            ));
+            storage_compacted = Some(compacted_storage(&bin, &cluster.data_dir(node))?);
         }
     }
     let h = shared
@@ -656,7 +723,12 @@ pub async fn run(
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1_000.0;
     let answered = shared.answered.load(Ordering::Relaxed);
     Ok(BenchReport {
+        label: args.label.clone(),
         mode: args.mode,
+        nodes: endpoints.len(),
+        nodes_running,
+        devices: args.devices,
+        double_spend_share: args.double_spend_share,
         gateways: args.gateways,
         batch: args.batch,
         inputs: args.inputs,
@@ -678,5 +750,26 @@ pub async fn run(
         crypto_limit_per_s: signatures_per_s / checks as f64,
         memory,
         disk_bytes_per_nullifier,
+        storage_compacted,
     })
+}
+
+/// `spentledger-node storage-report --compact` on a stopped node's data.
+fn compacted_storage(
+    node_bin: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> Result<serde_json::Value, BenchError> {
+    let out = std::process::Command::new(node_bin)
+        .args(["storage-report", "--compact", "--data-dir"])
+        .arg(data_dir)
+        .output()?;
+    if !out.status.success() {
+        return Err(BenchError::Setup(format!(
+            "storage-report on {}: {}",
+            data_dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| BenchError::Setup(format!("storage-report printed no JSON: {e}")))
 }

@@ -17,7 +17,9 @@
 //!   terminal and payment files; [`qr`]: payments as QR codes.
 
 pub mod bench;
+pub mod bench_plot;
 pub mod bench_resources;
+pub mod bench_sweep;
 pub mod cli;
 pub mod connect;
 pub mod demo;

@@ -104,6 +104,28 @@ pub enum Commands {
     /// cluster (--endpoints with --issuer-key) or a local 3-node one, with the
     /// crypto limit measured in the same run.
     Bench(crate::bench::BenchArgs),
+    /// The benchmark matrix in one command: batch sizes × gateway counts,
+    /// double-spend shares, one node down and single-node mode, each on a
+    /// fresh local cluster; writes sweep.csv, sweep.md and PNG charts.
+    BenchSweep(crate::bench_sweep::SweepArgs),
+    /// PNG charts from `bench --csv` files: latency vs batch size and
+    /// throughput vs gateways (and memory over time from a `--json` report).
+    BenchPlot(BenchPlotArgs),
+}
+
+/// `spentledger bench-plot` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchPlotArgs {
+    /// A CSV written by `bench --csv` or `bench-sweep`.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// A `spentledger --json bench` report of a local cluster: its memory
+    /// series becomes memory-over-time.png.
+    #[arg(long)]
+    pub memory_json: Option<PathBuf>,
+    /// Directory for the PNG files.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// A command's failure, printed as `spentledger: <message>`.
@@ -121,6 +143,10 @@ pub enum CliError {
     Demo(#[from] crate::demo::DemoError),
     #[error(transparent)]
     Bench(#[from] crate::bench::BenchError),
+    #[error(transparent)]
+    Sweep(#[from] crate::bench_sweep::SweepError),
+    #[error(transparent)]
+    Plot(#[from] crate::bench_plot::PlotError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsSetupError),
     #[error("{}: {}", .0.code(), .0.message())]
@@ -170,7 +196,9 @@ impl Cli {
             Commands::Certs(_)
             | Commands::Wallet(_)
             | Commands::Merchant(_)
-            | Commands::Demo(_) => None,
+            | Commands::Demo(_)
+            | Commands::BenchSweep(_)
+            | Commands::BenchPlot(_) => None,
         }
     }
 
@@ -319,10 +347,63 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                             .into(),
                     ));
                 }
+                if let (Some(state), Some(index)) = (
+                    report.compacted("state_bytes_per_nullifier"),
+                    report.compacted("nullifier_index_bytes_per_nullifier"),
+                ) {
+                    rows.push((
+                        "after compaction, per live nullifier",
+                        format!("{state:.0} bytes of state database, {index:.0} of them the nullifier index")
+                            .into(),
+                    ));
+                }
                 for (k, v) in &report.verdicts {
                     rows.push((k.as_str(), (*v).into()));
                 }
                 out.fields(rows);
+            }
+            Ok(())
+        }
+        Commands::BenchSweep(a) => {
+            let (reports, written) = crate::bench_sweep::run(a, cli.json).await?;
+            if cli.json {
+                out.json(&serde_json::json!({
+                    "runs": reports.iter().map(crate::bench::BenchReport::to_json).collect::<Vec<_>>(),
+                    "files": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+                }));
+            } else {
+                println!("{}", crate::bench_sweep::table(&reports));
+                for path in &written {
+                    out.note(&format!("wrote {}", path.display()));
+                }
+            }
+            Ok(())
+        }
+        Commands::BenchPlot(a) => {
+            if a.csv.is_none() && a.memory_json.is_none() {
+                return Err(CliError::Usage(
+                    "bench-plot needs --csv, --memory-json or both".into(),
+                ));
+            }
+            let mut written = Vec::new();
+            if let Some(csv) = &a.csv {
+                written.extend(crate::bench_plot::plot_csv(csv, &a.out)?);
+            }
+            if let Some(json) = &a.memory_json {
+                let lines = crate::bench_plot::read_memory_json(json)?;
+                std::fs::create_dir_all(&a.out)?;
+                let path = a.out.join(crate::bench_plot::MEMORY_PNG);
+                crate::bench_plot::memory_over_time(&lines, &path)?;
+                written.push(path);
+            }
+            if cli.json {
+                out.json(&serde_json::json!({
+                    "files": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+                }));
+            } else {
+                for path in &written {
+                    out.note(&format!("wrote {}", path.display()));
+                }
             }
             Ok(())
         }

@@ -14,6 +14,7 @@ const CLI: &str = env!("CARGO_BIN_EXE_spentledger");
 
 mod commands;
 mod outbox;
+mod sweep;
 
 /// `spentledger-node`, built beside the CLI by `cargo test --workspace`.
 fn must_node_binary() -> PathBuf {
@@ -393,9 +394,45 @@ fn bench_measures_a_local_cluster_and_writes_csv() {
             (32.0..1_000_000.0).contains(&per_nullifier),
             "disk per nullifier: {per_nullifier}"
         );
+        // The largest node's storage after compaction: every spent token
+        // counted (the 1,082 accepted ones, plus the one token of the
+        // gateway's issuer-key probe payment; the twins re-spend exactly
+        // their originals' tokens, so nothing is held), each costing at
+        // least its key and tx id.
+        let storage = &report["storage_compacted"];
+        assert_eq!(storage["compacted"], true, "{storage}");
+        assert_eq!(storage["live_nullifiers"], 1_083, "{storage}");
+        let index = storage["nullifier_index_bytes_per_nullifier"]
+            .as_f64()
+            .unwrap_or(0.0);
+        let state = storage["state_bytes_per_nullifier"].as_f64().unwrap_or(0.0);
+        assert!(index >= 64.0 && state > index, "{storage}");
+        assert!(
+            storage["state_sst_bytes"]["cert_bodies"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0
+        );
     }
+    eprintln!("--- storage-report refuses a directory where no node ran");
+    let out = Command::new(must_node_binary())
+        .args(["storage-report", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run storage-report");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1) && stderr.contains("no state database"),
+        "{:?}: {stderr}",
+        out.status
+    );
     let text = std::fs::read_to_string(&csv).expect("csv");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "a header and one row per run: {text}");
-    assert!(lines[0].starts_with("mode,gateways,batch"));
+    assert_eq!(lines[0], spentledger_client::bench::BenchReport::CSV_HEADER);
+    assert!(
+        lines[1].starts_with(",Closed,3,3,60,0.100,4,50,2,600,"),
+        "{}",
+        lines[1]
+    );
 }
