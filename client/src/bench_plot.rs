@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
 use crate::bench::BenchReport;
@@ -230,93 +231,178 @@ fn log_range(lo: f64, hi: f64) -> std::ops::Range<f64> {
     lo..hi
 }
 
-/// `latency-vs-batch.png`: p50 (solid) and p99 (dashed) submit-to-verdict
-/// latency against the batch size, one colour per gateway count.
-pub fn latency_vs_batch(rows: &[BenchRow], path: &Path) -> Result<(), PlotError> {
-    let p50 = series_by(rows, |r| r.gateways, |r| r.batch, |r| r.p50_ms);
-    let p99 = series_by(rows, |r| r.gateways, |r| r.batch, |r| r.p99_ms);
-    let (x_lo, x_hi) = bounds(p50.values().flatten().map(|(b, _)| *b as f64)).ok_or_else(|| {
-        PlotError::Empty("no 3-node closed-loop runs without double spends".into())
-    })?;
-    let (y_lo, y_hi) = bounds(p50.values().chain(p99.values()).flatten().map(|(_, y)| *y))
-        .ok_or_else(|| PlotError::Empty("no latency figures".into()))?;
-    render(path, "latency vs batch size", |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                "Submit-to-verdict latency vs batch size (3 nodes, closed loop)",
-                (FONT, 22),
-            )
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(72)
-            .build_cartesian_2d(
-                log_range(x_lo, x_hi).log_scale(),
-                log_range(y_lo, y_hi).log_scale(),
-            )
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("payments per batch")
-            .y_desc("latency (ms), p50 solid, p99 dashed")
-            .x_label_formatter(&|v| axis_number(*v))
-            .y_label_formatter(&|v| axis_number(*v))
-            .light_line_style(WHITE)
-            .label_style((FONT, 14))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        for (i, (gateways, points)) in p50.iter().enumerate() {
-            let colour = Palette99::pick(i).to_rgba();
-            let line: Vec<(f64, f64)> = points.iter().map(|(b, y)| (*b as f64, *y)).collect();
-            chart
-                .draw_series(LineSeries::new(line.clone(), colour.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(if *gateways == 1 {
-                    "1 gateway".to_owned()
-                } else {
-                    format!("{gateways} gateways")
-                })
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(2))
-                });
-            chart
-                .draw_series(line.iter().map(|p| Circle::new(*p, 4, colour.filled())))
-                .map_err(|e| e.to_string())?;
-            if let Some(tail) = p99.get(gateways) {
-                let dashed: Vec<(f64, f64)> = tail.iter().map(|(b, y)| (*b as f64, *y)).collect();
-                chart
-                    .draw_series(DashedLineSeries::new(
-                        dashed.clone(),
-                        8,
-                        5,
-                        colour.stroke_width(2),
-                    ))
-                    .map_err(|e| e.to_string())?;
+/// One series of a chart.
+struct Line {
+    points: Vec<(f64, f64)>,
+    colour: RGBAColor,
+    dashed: bool,
+    marker: Marker,
+    /// In the legend when set.
+    label: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    None,
+    Circle,
+    Triangle,
+}
+
+/// What differs between the charts besides their series.
+struct Frame<'a> {
+    caption: &'a str,
+    x_desc: &'a str,
+    y_desc: &'a str,
+    legend: SeriesLabelPosition,
+    /// Fine grid lines (off on log axes, where they crowd).
+    light_grid: bool,
+}
+
+/// Draws `lines` on axes `x` × `y` with the shared look of every chart.
+fn draw<X, Y>(
+    root: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    frame: &Frame<'_>,
+    x: X,
+    y: Y,
+    lines: Vec<Line>,
+) -> Result<(), String>
+where
+    X: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(root)
+        .caption(frame.caption, (FONT, 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x, y)
+        .map_err(|e| e.to_string())?;
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(frame.x_desc)
+        .y_desc(frame.y_desc)
+        .x_label_formatter(&|v| axis_number(*v))
+        .y_label_formatter(&|v| axis_number(*v))
+        .label_style((FONT, 14));
+    if !frame.light_grid {
+        mesh.light_line_style(WHITE);
+    }
+    mesh.draw().map_err(|e| e.to_string())?;
+    for line in lines {
+        let colour = line.colour;
+        let style = colour.stroke_width(2);
+        let drawn = if line.dashed {
+            chart.draw_series(DashedLineSeries::new(line.points.clone(), 8, 5, style))
+        } else {
+            chart.draw_series(LineSeries::new(line.points.clone(), style))
+        }
+        .map_err(|e| e.to_string())?;
+        if let Some(label) = line.label {
+            drawn.label(label).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(2))
+            });
+        }
+        match line.marker {
+            Marker::None => {}
+            Marker::Circle => {
                 chart
                     .draw_series(
-                        dashed
+                        line.points
+                            .iter()
+                            .map(|p| Circle::new(*p, 4, colour.filled())),
+                    )
+                    .map_err(|e| e.to_string())?;
+            }
+            Marker::Triangle => {
+                chart
+                    .draw_series(
+                        line.points
                             .iter()
                             .map(|p| TriangleMarker::new(*p, 5, colour.filled())),
                     )
                     .map_err(|e| e.to_string())?;
             }
         }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(|e| e.to_string())
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(frame.legend.clone())
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
+fn as_points<X: Copy + Into<f64>>(points: &[(X, f64)]) -> Vec<(f64, f64)> {
+    points.iter().map(|(x, y)| ((*x).into(), *y)).collect()
+}
+
+/// `latency-vs-batch.png`: p50 (solid) and p99 (dashed) submit-to-verdict
+/// latency against the batch size, one colour per gateway count.
+pub fn latency_vs_batch(rows: &[BenchRow], path: &Path) -> Result<(), PlotError> {
+    let p50 = series_by(rows, |r| r.gateways, |r| r.batch as u32, |r| r.p50_ms);
+    let p99 = series_by(rows, |r| r.gateways, |r| r.batch as u32, |r| r.p99_ms);
+    let (x_lo, x_hi) =
+        bounds(p50.values().flatten().map(|(b, _)| f64::from(*b))).ok_or_else(|| {
+            PlotError::Empty("no 3-node closed-loop runs without double spends".into())
+        })?;
+    let (y_lo, y_hi) = bounds(p50.values().chain(p99.values()).flatten().map(|(_, y)| *y))
+        .ok_or_else(|| PlotError::Empty("no latency figures".into()))?;
+    let mut lines = Vec::new();
+    for (i, (gateways, points)) in p50.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        lines.push(Line {
+            points: as_points(points),
+            colour,
+            dashed: false,
+            marker: Marker::Circle,
+            label: Some(if *gateways == 1 {
+                "1 gateway".to_owned()
+            } else {
+                format!("{gateways} gateways")
+            }),
+        });
+        if let Some(tail) = p99.get(gateways) {
+            lines.push(Line {
+                points: as_points(tail),
+                colour,
+                dashed: true,
+                marker: Marker::Triangle,
+                label: None,
+            });
+        }
+    }
+    let frame = Frame {
+        caption: "Submit-to-verdict latency vs batch size (3 nodes, closed loop)",
+        x_desc: "payments per batch",
+        y_desc: "latency (ms), p50 solid, p99 dashed",
+        legend: SeriesLabelPosition::UpperLeft,
+        light_grid: false,
+    };
+    render(path, "latency vs batch size", |root| {
+        draw(
+            root,
+            &frame,
+            log_range(x_lo, x_hi).log_scale(),
+            log_range(y_lo, y_hi).log_scale(),
+            lines,
+        )
     })
 }
 
 /// `throughput-vs-gateways.png`: payments/s against the gateway count, one
 /// colour per batch size, with half of the mean crypto limit (the target).
 pub fn throughput_vs_gateways(rows: &[BenchRow], path: &Path) -> Result<(), PlotError> {
-    let series = series_by(rows, |r| r.batch, |r| r.gateways, |r| r.throughput_per_s);
+    let series = series_by(
+        rows,
+        |r| r.batch,
+        |r| r.gateways as u32,
+        |r| r.throughput_per_s,
+    );
     let (x_lo, x_hi) =
-        bounds(series.values().flatten().map(|(g, _)| *g as f64)).ok_or_else(|| {
+        bounds(series.values().flatten().map(|(g, _)| f64::from(*g))).ok_or_else(|| {
             PlotError::Empty("no 3-node closed-loop runs without double spends".into())
         })?;
     let matrix: Vec<&BenchRow> = rows.iter().filter(|r| r.in_matrix()).collect();
@@ -330,60 +416,34 @@ pub fn throughput_vs_gateways(rows: &[BenchRow], path: &Path) -> Result<(), Plot
             .chain([half_limit]),
     )
     .ok_or_else(|| PlotError::Empty("no throughput figures".into()))?;
+    let mut lines: Vec<Line> = series
+        .iter()
+        .enumerate()
+        .map(|(i, (batch, points))| Line {
+            points: as_points(points),
+            colour: Palette99::pick(i).to_rgba(),
+            dashed: false,
+            marker: Marker::Circle,
+            label: Some(format!("batches of {batch}")),
+        })
+        .collect();
+    let edge = log_range(x_lo, x_hi);
+    lines.push(Line {
+        points: vec![(edge.start, half_limit), (edge.end, half_limit)],
+        colour: BLACK.to_rgba(),
+        dashed: true,
+        marker: Marker::None,
+        label: Some(format!("50% of the crypto limit ({half_limit:.0}/s)")),
+    });
+    let frame = Frame {
+        caption: "Throughput vs concurrent gateways (3 nodes, closed loop)",
+        x_desc: "concurrent gateways",
+        y_desc: "payments per second",
+        legend: SeriesLabelPosition::UpperLeft,
+        light_grid: false,
+    };
     render(path, "throughput vs gateways", |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                "Throughput vs concurrent gateways (3 nodes, closed loop)",
-                (FONT, 22),
-            )
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(80)
-            .build_cartesian_2d(log_range(x_lo, x_hi).log_scale(), 0f64..y_hi * 1.15)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("concurrent gateways")
-            .y_desc("payments per second")
-            .x_label_formatter(&|v| axis_number(*v))
-            .y_label_formatter(&|v| axis_number(*v))
-            .light_line_style(WHITE)
-            .label_style((FONT, 14))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        for (i, (batch, points)) in series.iter().enumerate() {
-            let colour = Palette99::pick(i).to_rgba();
-            let line: Vec<(f64, f64)> = points.iter().map(|(g, y)| (*g as f64, *y)).collect();
-            chart
-                .draw_series(LineSeries::new(line.clone(), colour.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(format!("batches of {batch}"))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(2))
-                });
-            chart
-                .draw_series(line.iter().map(|p| Circle::new(*p, 4, colour.filled())))
-                .map_err(|e| e.to_string())?;
-        }
-        let edge = log_range(x_lo, x_hi);
-        chart
-            .draw_series(DashedLineSeries::new(
-                vec![(edge.start, half_limit), (edge.end, half_limit)],
-                10,
-                6,
-                BLACK.stroke_width(1),
-            ))
-            .map_err(|e| e.to_string())?
-            .label(format!("50% of the crypto limit ({half_limit:.0}/s)"))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], BLACK));
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(|e| e.to_string())
+        draw(root, &frame, edge.log_scale(), 0f64..y_hi * 1.15, lines)
     })
 }
 
@@ -436,44 +496,32 @@ pub fn memory_over_time(lines: &[MemoryLine], path: &Path) -> Result<(), PlotErr
         .ok_or_else(|| PlotError::Empty("no memory samples".into()))?;
     let (_, mib_hi) = bounds(lines.iter().flat_map(|l| l.samples.iter().map(|(_, m)| *m)))
         .ok_or_else(|| PlotError::Empty("no memory samples".into()))?;
+    let series = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Line {
+            points: l.samples.clone(),
+            colour: Palette99::pick(i).to_rgba(),
+            dashed: false,
+            marker: Marker::None,
+            label: Some(format!("node {}", l.node)),
+        })
+        .collect();
+    let frame = Frame {
+        caption: "Node resident memory during the load",
+        x_desc: "seconds since the load began",
+        y_desc: "resident set (MiB)",
+        legend: SeriesLabelPosition::LowerRight,
+        light_grid: true,
+    };
     render(path, "memory over time", |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption("Node resident memory during the load", (FONT, 22))
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(72)
-            .build_cartesian_2d(0f64..t_hi.max(1.0), 0f64..mib_hi * 1.15)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds since the load began")
-            .y_desc("resident set (MiB)")
-            .x_label_formatter(&|v| axis_number(*v))
-            .y_label_formatter(&|v| axis_number(*v))
-            .label_style((FONT, 14))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        for (i, line) in lines.iter().enumerate() {
-            let colour = Palette99::pick(i).to_rgba();
-            chart
-                .draw_series(LineSeries::new(
-                    line.samples.iter().copied(),
-                    colour.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?
-                .label(format!("node {}", line.node))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(|e| e.to_string())
+        draw(
+            root,
+            &frame,
+            0f64..t_hi.max(1.0),
+            0f64..mib_hi * 1.15,
+            series,
+        )
     })
 }
 
