@@ -9,9 +9,9 @@ use spentledger_chaos::packet_filter::LinkRules;
 use spentledger_node::network::fault_control::FaultControl;
 use spentledger_protocol::pb;
 
-use super::Rng;
 use super::cluster::ChaosCluster;
 use super::workload::Topology;
+use super::{Rng, VOTERS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Scenario {
@@ -120,7 +120,7 @@ impl Scenario {
         rng: &mut Rng,
         round: u64,
     ) -> String {
-        let mut nodes: Vec<u64> = vec![1, 2, 3, 4, 5];
+        let mut nodes: Vec<u64> = (1..=VOTERS).collect();
         rng.shuffle(&mut nodes);
         match self {
             Scenario::Halves => {
@@ -155,7 +155,7 @@ impl Scenario {
             }
             Scenario::LossAndDelay => {
                 cluster.net().apply(&LinkRules::loss(LOSS_PER_MILLE));
-                for id in 1..=5 {
+                for id in 1..=VOTERS {
                     cluster
                         .set_control(
                             id,
@@ -255,7 +255,7 @@ async fn membership(
     rng: &mut Rng,
 ) {
     let leader = cluster.must_leader().await;
-    let followers: Vec<u64> = (1..=5).filter(|n| *n != leader).collect();
+    let followers: Vec<u64> = (1..=VOTERS).filter(|n| *n != leader).collect();
     let cut = rng.pick(&followers);
     announce(recorder, &format!("isolate n{cut}; node 6 joins"));
     isolate(cluster, topology, cut);
@@ -267,7 +267,7 @@ async fn membership(
     tokio::time::sleep(BETWEEN_ROUNDS).await;
 
     let leader = cluster.must_leader().await;
-    let candidates: Vec<u64> = (1..=5).filter(|n| *n != leader).collect();
+    let candidates: Vec<u64> = (1..=VOTERS).filter(|n| *n != leader).collect();
     let removed = rng.pick(&candidates);
     let others: Vec<u64> = (1..=6).filter(|n| *n != leader && *n != removed).collect();
     let cut = rng.pick(&others);
