@@ -62,20 +62,14 @@ pub(crate) fn compact_all(
     db: &rocksdb::DB,
     column_families: &[&str],
 ) -> std::io::Result<Vec<(String, u64)>> {
-    let mut sizes = Vec::with_capacity(column_families.len());
     for name in column_families {
         let cf = db
             .cf_handle(name)
             .ok_or_else(|| io_err(format!("column family {name} missing")))?;
         db.flush_cf(cf).map_err(io_err)?;
         db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
-        let bytes = db
-            .property_int_value_cf(cf, "rocksdb.total-sst-files-size")
-            .map_err(io_err)?
-            .unwrap_or(0);
-        sizes.push(((*name).to_owned(), bytes));
     }
-    Ok(sizes)
+    sst_bytes_per_family(db, column_families)
 }
 
 /// Each column family's table-file bytes, as they are.
