@@ -15,6 +15,10 @@ use spentledger_node::restore::restore_from_snapshot;
 use spentledger_node::state_machine::LedgerConfig;
 use spentledger_node::storage::usage_report::{StorageReportArgs, storage_report};
 
+/// jemalloc for every allocation, Rust's and RocksDB's: see `ops::heap`.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     // An offline tool on a stopped node's data directory, not a node run.
     if std::env::args().nth(1).as_deref() == Some("storage-report") {
@@ -30,7 +34,6 @@ fn main() -> ExitCode {
             }
         };
     }
-    spentledger_node::ops::heap_trim::limit_malloc_arenas();
     let flags = Flags::parse();
     let config = match NodeConfig::resolve(flags) {
         Ok(c) => c,
@@ -87,9 +90,6 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         };
-    }
-    if let Err(e) = spentledger_node::ops::heap_trim::spawn_heap_trimmer() {
-        tracing::warn!(error = %e, "cannot start the heap trimmer; memory may stay resident after use");
     }
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,

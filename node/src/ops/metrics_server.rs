@@ -83,6 +83,10 @@ impl MetricsSources {
             "spentledger_submit_queue_payments",
             self.coalescer.queued() as f64,
         );
+        if let Some(heap) = super::heap::heap_bytes() {
+            m.set_gauge("spentledger_heap_allocated_bytes", heap.allocated as f64);
+            m.set_gauge("spentledger_heap_resident_bytes", heap.resident as f64);
+        }
         let state = self.state.current();
         let log = self.log.clone();
         if let Ok((state_bytes, log_bytes)) =

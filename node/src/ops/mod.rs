@@ -2,7 +2,7 @@
 //! and the state-digest audit that quarantines a diverged node.
 
 mod digest_audit;
-pub mod heap_trim;
+pub mod heap;
 mod metrics_server;
 mod node_metrics;
 

@@ -351,6 +351,14 @@ async fn every_node_exports_verdicts_raft_progress_and_storage_sizes() {
                 assert!(must_series(&text, memory, &[("db", db)]) >= 0.0);
             }
         }
+        // The integration test binary links jemalloc too (the node crate
+        // depends on it unprefixed), so the heap gauges are there.
+        let heap_allocated = must_series(&text, "spentledger_heap_allocated_bytes", &[]);
+        let heap_resident = must_series(&text, "spentledger_heap_resident_bytes", &[]);
+        assert!(
+            heap_allocated > 0.0 && heap_resident >= heap_allocated,
+            "node {me}: heap allocated {heap_allocated} resident {heap_resident}"
+        );
         let ingress_rejects = series(
             &text,
             "spentledger_verdicts_total",
