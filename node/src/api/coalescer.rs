@@ -15,12 +15,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::impls::ProgressResponder;
 use prost::Message;
 use spentledger_protocol::pb;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tonic::Status;
 
-use super::raft_write::{now_ms, write};
+use super::raft_write::{now_ms, write_error_status};
+use crate::consensus::ClientRequest;
 use crate::ledger_node::LedgerRaft;
 use crate::ops::NodeMetrics;
 use crate::state_machine::{CommandOutcome, PaymentOutcome};
@@ -121,7 +123,8 @@ impl Coalescer {
     }
 
     /// Proposes `payments` (already validated) as part of the next entry and
-    /// waits for their outcomes.
+    /// waits for their outcomes. Payments reach the log in the order they
+    /// were queued.
     pub async fn submit(&self, payments: Vec<pb::Payment>) -> Submitted {
         let bytes = payments.iter().map(Message::encoded_len).sum();
         let (reply, answer) = oneshot::channel();
@@ -202,12 +205,18 @@ async fn run(
             .await
             .expect("the in-flight semaphore is never closed");
         metrics.entry_proposed(group.len(), count, bytes);
-        tokio::spawn(propose(raft.clone(), group, permit));
+        propose(&raft, group, permit).await;
     }
 }
 
-/// Proposes one gathered entry and hands each caller its slice of outcomes.
-async fn propose(raft: LedgerRaft, group: Vec<Pending>, _in_flight: OwnedSemaphorePermit) {
+/// Hands one gathered entry to Raft and spawns the wait for its outcome.
+///
+/// Called from the gathering loop one entry at a time, and it returns once
+/// Raft has *queued* the entry (not applied it), so entries reach the log in
+/// the order their batches were queued, and their leader stamps never
+/// decrease along the log (DESIGN rule 1). Proposing from spawned tasks, as
+/// before, let two entries overtake each other.
+async fn propose(raft: &LedgerRaft, group: Vec<Pending>, in_flight: OwnedSemaphorePermit) {
     let mut payments = Vec::with_capacity(group.iter().map(|p| p.payments.len()).sum());
     let mut callers = Vec::with_capacity(group.len());
     for pending in group {
@@ -218,13 +227,38 @@ async fn propose(raft: LedgerRaft, group: Vec<Pending>, _in_flight: OwnedSemapho
         stamp_ms: now_ms(),
         kind: Some(pb::command::Kind::Submit(pb::SubmitPayments { payments })),
     };
-    let result = match write(&raft, command).await {
-        Ok((index, CommandOutcome::Submitted(outcomes))) => Ok((index, outcomes)),
-        Ok((_, other)) => Err(Status::internal(format!(
-            "submit entry produced {other:?}, not payment outcomes"
-        ))),
-        Err(status) => Err(status),
-    };
+    let (responder, outcome) = ProgressResponder::complete_only();
+    if let Err(fatal) = raft
+        .write(ClientRequest::new(command))
+        .responder(responder)
+        .await
+    {
+        answer_all(callers, Err(Status::unavailable(format!("raft: {fatal}"))));
+        return;
+    }
+    tokio::spawn(async move {
+        let _in_flight = in_flight;
+        let result = match outcome.await {
+            Ok(Ok(response)) => match response.data {
+                CommandOutcome::Submitted(outcomes) => Ok((response.log_id.index, outcomes)),
+                other => Err(Status::internal(format!(
+                    "submit entry produced {other:?}, not payment outcomes"
+                ))),
+            },
+            Ok(Err(e)) => Err(write_error_status(e)),
+            Err(_) => Err(Status::unavailable(
+                "raft stopped before the entry was applied",
+            )),
+        };
+        answer_all(callers, result);
+    });
+}
+
+/// Gives each caller its own slice of an entry's outcomes, or the error.
+fn answer_all(
+    callers: Vec<(usize, oneshot::Sender<Submitted>)>,
+    result: Result<(u64, Vec<PaymentOutcome>), Status>,
+) {
     match result {
         Ok((index, outcomes)) => {
             let mut outcomes = outcomes.into_iter();

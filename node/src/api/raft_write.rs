@@ -5,7 +5,7 @@ use spentledger_protocol::pb;
 use tonic::Status;
 
 use super::{LEADER_ADDR_HEADER, LEADER_ID_HEADER};
-use crate::consensus::ClientRequest;
+use crate::consensus::{ClientRequest, TypeConfig};
 use crate::ledger_node::LedgerRaft;
 use crate::state_machine::CommandOutcome;
 
@@ -32,10 +32,19 @@ pub async fn write(
 ) -> Result<(u64, CommandOutcome), Status> {
     match raft.client_write(ClientRequest::new(command)).await {
         Ok(response) => Ok((response.log_id.index, response.data)),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(
-            f.leader_id.map(|id| (id, f.leader_node.map(|n| n.addr))),
-        )),
+        Err(RaftError::APIError(e)) => Err(write_error_status(e)),
         Err(e) => Err(Status::unavailable(format!("raft: {e}"))),
+    }
+}
+
+/// The status for a write Raft refused: [`not_leader`] when it names (or
+/// lacks) a leader, UNAVAILABLE otherwise.
+pub fn write_error_status(e: ClientWriteError<TypeConfig>) -> Status {
+    match e {
+        ClientWriteError::ForwardToLeader(f) => {
+            not_leader(f.leader_id.map(|id| (id, f.leader_node.map(|n| n.addr))))
+        }
+        other => Status::unavailable(format!("raft: {other}")),
     }
 }
 
