@@ -7,7 +7,7 @@ use spentledger_protocol::{
 };
 
 use super::command::LedgerCommand;
-use super::ledger_read::{AcceptedPayment, CertRecord, NullifierRecord, StoreError};
+use super::ledger_read::{AcceptedPayment, CertRecord, CounterKey, NullifierRecord, StoreError};
 use super::outcome::{CommandOutcome, IssuerOpError, PaymentOutcome};
 use super::overlay::{Evidence, Overlay};
 
@@ -208,9 +208,12 @@ impl Ledger {
     ) -> Result<PaymentOutcome, StoreError> {
         let cert_id = record.state.cert_id;
         for &(nullifier, _) in nullifiers {
-            overlay.put_nullifier(cert_id, nullifier, NullifierRecord { tx_id, held: false });
+            overlay.put_nullifier(nullifier, NullifierRecord { tx_id, held: false });
         }
-        let counter = cert_id.counter_nullifier(payment.counter);
+        let counter = CounterKey {
+            cert_id,
+            counter: payment.counter,
+        };
         let mut flags = 0;
         let mut clone_evidence = None;
         match overlay.counter(&counter)? {
@@ -221,7 +224,7 @@ impl Ledger {
                     .accepted(&first_tx)?
                     .ok_or_else(|| corrupt("counter names a payment that is not recorded"))?;
                 let evidence = CloneEvidence {
-                    counter_nullifier: counter,
+                    counter_nullifier: counter.nullifier(),
                     first_payment: first.payment,
                     second_payment: payment.clone(),
                     detected_log_index: at.log_index,
@@ -232,7 +235,7 @@ impl Ledger {
                 clone_evidence = Some(Box::new(evidence));
             }
             Some(_) => {}
-            None => overlay.put_counter(cert_id, counter, tx_id),
+            None => overlay.put_counter(counter, tx_id),
         }
         let receipt = Receipt {
             tx_id,
@@ -290,7 +293,7 @@ impl Ledger {
         // A retried losing payment changes nothing more: its tokens are held already.
         if overlay.held_payment(&tx_id)?.is_none() {
             for &(n, value) in fresh {
-                overlay.put_nullifier(cert_id, n, NullifierRecord { tx_id, held: true });
+                overlay.put_nullifier(n, NullifierRecord { tx_id, held: true });
                 record.state.held_value = record.state.held_value.saturating_add(value);
             }
             overlay.put_held_payment(tx_id, payment);
@@ -347,7 +350,7 @@ impl Ledger {
         record.state.settled = true;
         overlay.put_certificate(record);
         overlay.put_settlement(settlement.clone());
-        overlay.compact(&cert_id)?;
+        overlay.compact(&cert_id, certificate.token_count)?;
         Ok(Ok(settlement))
     }
 }

@@ -44,11 +44,21 @@ pub struct CertRecord {
     pub revocation_sequence: Option<u64>,
 }
 
-/// Keys of a certificate's compaction index: what to delete when it settles.
+/// A device's payment counter under a certificate: what clone detection
+/// records (DESIGN: `(cert_id, counter)` is recorded). Ordered by
+/// certificate first, so one certificate's counters are one key range,
+/// which settlement deletes without an index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum IndexKey {
-    Token(Nullifier),
-    Counter(CounterNullifier),
+pub struct CounterKey {
+    pub cert_id: CertId,
+    pub counter: u64,
+}
+
+impl CounterKey {
+    /// The counter's public name, as clone evidence reports it.
+    pub fn nullifier(&self) -> CounterNullifier {
+        self.cert_id.counter_nullifier(self.counter)
+    }
 }
 
 /// Read access to the applied ledger state.
@@ -60,11 +70,11 @@ pub trait LedgerRead {
     fn accepted(&self, tx_id: &TxId) -> Result<Option<AcceptedPayment>, StoreError>;
     fn held_payment(&self, tx_id: &TxId) -> Result<Option<Payment>, StoreError>;
     fn nullifier(&self, nullifier: &Nullifier) -> Result<Option<NullifierRecord>, StoreError>;
-    fn counter(&self, counter: &CounterNullifier) -> Result<Option<TxId>, StoreError>;
+    fn counter(&self, counter: &CounterKey) -> Result<Option<TxId>, StoreError>;
     fn certificate(&self, cert_id: &CertId) -> Result<Option<CertRecord>, StoreError>;
     fn settlement(&self, cert_id: &CertId) -> Result<Option<CertificateSettlement>, StoreError>;
-    /// The certificate's compaction index, in key order.
-    fn cert_index(&self, cert_id: &CertId) -> Result<Vec<IndexKey>, StoreError>;
+    /// The counters recorded under a certificate, ascending.
+    fn counters_of(&self, cert_id: &CertId) -> Result<Vec<u64>, StoreError>;
     fn revocation(&self, sequence: u64) -> Result<Option<Revocation>, StoreError>;
     /// The highest revocation sequence so far (0 = none).
     fn last_revocation_sequence(&self) -> Result<u64, StoreError>;

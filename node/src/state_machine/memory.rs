@@ -5,12 +5,10 @@
 use std::collections::BTreeMap;
 
 use spentledger_protocol::types::Revocation;
-use spentledger_protocol::{
-    CertId, CertificateSettlement, CounterNullifier, IssuerKey, Nullifier, Payment, TxId,
-};
+use spentledger_protocol::{CertId, CertificateSettlement, IssuerKey, Nullifier, Payment, TxId};
 
 use super::ledger_read::{
-    AcceptedPayment, CertRecord, IndexKey, LedgerRead, NullifierRecord, StoreError,
+    AcceptedPayment, CertRecord, CounterKey, LedgerRead, NullifierRecord, StoreError,
 };
 use super::overlay::{Evidence, WriteSet};
 
@@ -19,10 +17,9 @@ pub struct MemLedger {
     pub accepted: BTreeMap<TxId, AcceptedPayment>,
     pub held_payments: BTreeMap<TxId, Payment>,
     pub nullifiers: BTreeMap<Nullifier, NullifierRecord>,
-    pub counters: BTreeMap<CounterNullifier, TxId>,
+    pub counters: BTreeMap<CounterKey, TxId>,
     pub certificates: BTreeMap<CertId, CertRecord>,
     pub settlements: BTreeMap<CertId, CertificateSettlement>,
-    pub cert_index: BTreeMap<(CertId, IndexKey), ()>,
     pub revocations: BTreeMap<u64, Revocation>,
     pub evidence: BTreeMap<(CertId, u64, u32), Evidence>,
     pub issuer_keys: BTreeMap<String, IssuerKey>,
@@ -48,13 +45,6 @@ impl MemLedger {
         }
         self.certificates.extend(writes.certificates);
         self.settlements.extend(writes.settlements);
-        for (k, present) in writes.cert_index {
-            if present {
-                self.cert_index.insert(k, ());
-            } else {
-                self.cert_index.remove(&k);
-            }
-        }
         self.revocations.extend(writes.revocations);
         self.evidence.extend(writes.evidence);
         self.issuer_keys.extend(writes.issuer_keys);
@@ -74,7 +64,7 @@ impl LedgerRead for MemLedger {
     fn nullifier(&self, n: &Nullifier) -> Result<Option<NullifierRecord>, StoreError> {
         Ok(self.nullifiers.get(n).copied())
     }
-    fn counter(&self, c: &CounterNullifier) -> Result<Option<TxId>, StoreError> {
+    fn counter(&self, c: &CounterKey) -> Result<Option<TxId>, StoreError> {
         Ok(self.counters.get(c).copied())
     }
     fn certificate(&self, cert_id: &CertId) -> Result<Option<CertRecord>, StoreError> {
@@ -83,12 +73,16 @@ impl LedgerRead for MemLedger {
     fn settlement(&self, cert_id: &CertId) -> Result<Option<CertificateSettlement>, StoreError> {
         Ok(self.settlements.get(cert_id).cloned())
     }
-    fn cert_index(&self, cert_id: &CertId) -> Result<Vec<IndexKey>, StoreError> {
+    fn counters_of(&self, cert_id: &CertId) -> Result<Vec<u64>, StoreError> {
+        let from = CounterKey {
+            cert_id: *cert_id,
+            counter: 0,
+        };
         Ok(self
-            .cert_index
-            .range((*cert_id, IndexKey::Token(Nullifier([0; 32])))..)
-            .take_while(|((id, _), _)| id == cert_id)
-            .map(|((_, key), _)| *key)
+            .counters
+            .range(from..)
+            .take_while(|(key, _)| key.cert_id == *cert_id)
+            .map(|(key, _)| key.counter)
             .collect())
     }
     fn revocation(&self, sequence: u64) -> Result<Option<Revocation>, StoreError> {

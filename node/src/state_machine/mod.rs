@@ -22,7 +22,7 @@ pub use command::{CommandError, LedgerCommand};
 pub use digest::StateDigest;
 pub use ledger::{Ledger, LedgerConfig};
 pub use ledger_read::{
-    AcceptedPayment, CertRecord, IndexKey, LedgerRead, NullifierRecord, StoreError,
+    AcceptedPayment, CertRecord, CounterKey, LedgerRead, NullifierRecord, StoreError,
 };
 pub use outcome::{CommandOutcome, IssuerOpError, PaymentOutcome};
 pub use overlay::{Evidence, Overlay, WriteSet};

@@ -2,12 +2,12 @@ use std::collections::BTreeMap;
 
 use spentledger_protocol::types::Revocation;
 use spentledger_protocol::{
-    CertId, CertificateSettlement, CloneEvidence, CounterNullifier, DoubleSpendEvidence, IssuerKey,
-    Nullifier, Payment, TxId,
+    CertId, CertificateSettlement, CloneEvidence, DoubleSpendEvidence, IssuerKey, Nullifier,
+    Payment, TxId,
 };
 
 use super::ledger_read::{
-    AcceptedPayment, CertRecord, IndexKey, LedgerRead, NullifierRecord, StoreError,
+    AcceptedPayment, CertRecord, CounterKey, LedgerRead, NullifierRecord, StoreError,
 };
 
 /// Evidence recorded by the ledger, in detection order.
@@ -24,10 +24,9 @@ pub struct WriteSet {
     pub accepted: BTreeMap<TxId, AcceptedPayment>,
     pub held_payments: BTreeMap<TxId, Payment>,
     pub nullifiers: BTreeMap<Nullifier, Option<NullifierRecord>>,
-    pub counters: BTreeMap<CounterNullifier, Option<TxId>>,
+    pub counters: BTreeMap<CounterKey, Option<TxId>>,
     pub certificates: BTreeMap<CertId, CertRecord>,
     pub settlements: BTreeMap<CertId, CertificateSettlement>,
-    pub cert_index: BTreeMap<(CertId, IndexKey), bool>,
     pub revocations: BTreeMap<u64, Revocation>,
     /// Evidence keyed by (certificate, detecting log index, position).
     pub evidence: BTreeMap<(CertId, u64, u32), Evidence>,
@@ -80,7 +79,7 @@ impl<'a> Overlay<'a> {
         }
     }
 
-    pub fn counter(&self, c: &CounterNullifier) -> Result<Option<TxId>, StoreError> {
+    pub fn counter(&self, c: &CounterKey) -> Result<Option<TxId>, StoreError> {
         match self.writes.counters.get(c) {
             Some(tx) => Ok(*tx),
             None => self.base.counter(c),
@@ -131,26 +130,26 @@ impl<'a> Overlay<'a> {
         }
     }
 
-    /// The certificate's compaction index: applied entries plus pending ones,
-    /// minus pending removals, in key order.
-    pub fn cert_index(&self, cert_id: &CertId) -> Result<Vec<IndexKey>, StoreError> {
-        let mut keys: std::collections::BTreeSet<IndexKey> =
-            self.base.cert_index(cert_id)?.into_iter().collect();
-        for ((id, key), present) in self
-            .writes
-            .cert_index
-            .range((*cert_id, IndexKey::Token(Nullifier([0; 32])))..)
-        {
-            if id != cert_id {
-                break;
-            }
-            if *present {
-                keys.insert(*key);
+    /// The counters recorded under a certificate: applied ones plus pending
+    /// ones, minus pending removals, ascending.
+    pub fn counters_of(&self, cert_id: &CertId) -> Result<Vec<u64>, StoreError> {
+        let mut counters: std::collections::BTreeSet<u64> =
+            self.base.counters_of(cert_id)?.into_iter().collect();
+        let range = CounterKey {
+            cert_id: *cert_id,
+            counter: 0,
+        }..=CounterKey {
+            cert_id: *cert_id,
+            counter: u64::MAX,
+        };
+        for (key, tx) in self.writes.counters.range(range) {
+            if tx.is_some() {
+                counters.insert(key.counter);
             } else {
-                keys.remove(key);
+                counters.remove(&key.counter);
             }
         }
-        Ok(keys.into_iter().collect())
+        Ok(counters.into_iter().collect())
     }
 
     pub fn put_accepted(&mut self, accepted: AcceptedPayment) {
@@ -163,18 +162,12 @@ impl<'a> Overlay<'a> {
         self.writes.held_payments.insert(tx_id, payment);
     }
 
-    pub fn put_nullifier(&mut self, cert_id: CertId, n: Nullifier, record: NullifierRecord) {
+    pub fn put_nullifier(&mut self, n: Nullifier, record: NullifierRecord) {
         self.writes.nullifiers.insert(n, Some(record));
-        self.writes
-            .cert_index
-            .insert((cert_id, IndexKey::Token(n)), true);
     }
 
-    pub fn put_counter(&mut self, cert_id: CertId, c: CounterNullifier, tx_id: TxId) {
+    pub fn put_counter(&mut self, c: CounterKey, tx_id: TxId) {
         self.writes.counters.insert(c, Some(tx_id));
-        self.writes
-            .cert_index
-            .insert((cert_id, IndexKey::Counter(c)), true);
     }
 
     pub fn put_certificate(&mut self, record: CertRecord) {
@@ -218,20 +211,32 @@ impl<'a> Overlay<'a> {
         self.writes.last_stamp_ms = Some(stamp_ms);
     }
 
-    /// Deletes a settled certificate's nullifiers and counters and its index.
-    pub fn compact(&mut self, cert_id: &CertId) -> Result<usize, StoreError> {
-        let keys = self.cert_index(cert_id)?;
-        for key in &keys {
-            match key {
-                IndexKey::Token(n) => {
-                    self.writes.nullifiers.insert(*n, None);
-                }
-                IndexKey::Counter(c) => {
-                    self.writes.counters.insert(*c, None);
-                }
+    /// Deletes a settled certificate's token nullifiers and counters; returns
+    /// how many records went.
+    ///
+    /// No index is kept for this: a certificate's nullifiers are derived
+    /// from its id and token indices (`0..token_count`, at most 2^16), so
+    /// they are looked up, and its counters are one key range. Settlement
+    /// is rare, and the look-ups are bloom-filtered point reads.
+    pub fn compact(&mut self, cert_id: &CertId, token_count: u32) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for index in 0..token_count {
+            let n = cert_id.token_nullifier(index);
+            if self.nullifier(&n)?.is_some() {
+                self.writes.nullifiers.insert(n, None);
+                removed += 1;
             }
-            self.writes.cert_index.insert((*cert_id, *key), false);
         }
-        Ok(keys.len())
+        for counter in self.counters_of(cert_id)? {
+            self.writes.counters.insert(
+                CounterKey {
+                    cert_id: *cert_id,
+                    counter,
+                },
+                None,
+            );
+            removed += 1;
+        }
+        Ok(removed)
     }
 }

@@ -8,8 +8,8 @@ use rocksdb::{
 };
 use spentledger_protocol::types::Revocation;
 use spentledger_protocol::{
-    CertId, CertificateSettlement, CertificateState, CloneEvidence, CounterNullifier,
-    DoubleSpendEvidence, IssuerKey, Nullifier, Payment, Receipt, TxId, pb,
+    CertId, CertificateSettlement, CertificateState, CloneEvidence, DoubleSpendEvidence, IssuerKey,
+    Nullifier, Payment, Receipt, TxId, pb,
 };
 
 use super::io_err;
@@ -19,7 +19,7 @@ use crate::consensus::{
     LogId, StoredMembership, decode_log_id, decode_membership, encode_log_id, encode_membership,
 };
 use crate::state_machine::{
-    AcceptedPayment, CertRecord, Evidence, IndexKey, LedgerRead, NullifierRecord, StateDigest,
+    AcceptedPayment, CertRecord, CounterKey, Evidence, LedgerRead, NullifierRecord, StateDigest,
     StoreError, WriteSet,
 };
 
@@ -29,6 +29,11 @@ pub(crate) const CF_ACCEPTED: &str = "accepted";
 pub(crate) const CF_HELD: &str = "held";
 pub(crate) const CF_CERTIFICATES: &str = "certificates";
 pub(crate) const CF_SETTLEMENTS: &str = "settlements";
+/// Legacy: per certificate, the keys to delete at settlement. Settlement now
+/// derives them (token nullifiers from the token count, counters as one key
+/// range), so nothing writes here; [`StateStore::open`] empties it when it
+/// migrates an older database. Kept in [`COLUMN_FAMILIES`] because snapshot
+/// files number the families.
 pub(crate) const CF_CERT_INDEX: &str = "cert_index";
 pub(crate) const CF_REVOCATIONS: &str = "revocations";
 pub(crate) const CF_EVIDENCE: &str = "evidence";
@@ -121,10 +126,81 @@ impl StateStore {
         let cfs =
             COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, cf_options(name, &cache)));
         let db = DB::open_cf_descriptors(&open_options(), dir, cfs).map_err(io_err)?;
-        Ok(StateStore {
+        let store = StateStore {
             db,
             dir: dir.to_owned(),
-        })
+        };
+        store.migrate_counters()?;
+        Ok(store)
+    }
+
+    /// Brings a database of the first counters format (keyed by counter
+    /// nullifier, with a `cert_index` family listing what to delete at
+    /// settlement) to the current one (keyed by certificate and counter, no
+    /// index). Does nothing on a current database: two seeks.
+    ///
+    /// Crash-safe: old keys are replaced in fsynced batches, and
+    /// `cert_index` is emptied only in the last one, so while any old key
+    /// may remain, `cert_index` is not empty and the next open resumes.
+    fn migrate_counters(&self) -> io::Result<()> {
+        let index = self.cf(CF_CERT_INDEX);
+        let index_empty = self
+            .db
+            .iterator_cf(index, IteratorMode::Start)
+            .next()
+            .transpose()
+            .map_err(io_err)?
+            .is_none();
+        let first_counter = self
+            .db
+            .iterator_cf(self.cf(CF_COUNTERS), IteratorMode::Start)
+            .next()
+            .transpose()
+            .map_err(io_err)?;
+        let old_counters =
+            first_counter.is_some_and(|(k, _)| k.len() == COUNTER_KEY_BYTES_FIRST_FORMAT);
+        if index_empty && !old_counters {
+            return Ok(());
+        }
+        tracing::info!(dir = %self.dir.display(), "migrating the counters to keys by certificate; the certificate index goes");
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        let mut batch = WriteBatch::default();
+        let mut migrated = 0u64;
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_COUNTERS), IteratorMode::Start)
+        {
+            let (k, v) = item.map_err(io_err)?;
+            if k.len() != COUNTER_KEY_BYTES_FIRST_FORMAT {
+                continue; // already migrated (a resumed migration)
+            }
+            let tx_id = decode_tx_id("counter", &v)?;
+            let accepted = self
+                .accepted(&tx_id)?
+                .ok_or_else(|| corrupt("counter", "it names a payment that is not recorded"))?;
+            let key = CounterKey {
+                cert_id: accepted.receipt.cert_id,
+                counter: accepted.payment.counter,
+            };
+            if key.nullifier().0 != *k {
+                return Err(corrupt("counter", "its payment has another counter").into());
+            }
+            batch.put_cf(self.cf(CF_COUNTERS), counter_key(&key), tx_id.0);
+            batch.delete_cf(self.cf(CF_COUNTERS), &k);
+            migrated += 1;
+            if migrated % MIGRATION_BATCH_RECORDS == 0 {
+                self.db
+                    .write_opt(std::mem::take(&mut batch), &sync)
+                    .map_err(io_err)?;
+                tracing::info!(migrated, "migrating counters");
+            }
+        }
+        // Every index key is 65 bytes; this range holds them all.
+        batch.delete_range_cf(index, &[0u8][..], &[0xffu8; 66][..]);
+        self.db.write_opt(batch, &sync).map_err(io_err)?;
+        tracing::info!(migrated, "counters migrated");
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -229,8 +305,8 @@ impl StateStore {
         }
         for (c, tx) in &writes.counters {
             match tx {
-                Some(tx) => b.put_cf(self.cf(CF_COUNTERS), c.0, tx.0),
-                None => b.delete_cf(self.cf(CF_COUNTERS), c.0),
+                Some(tx) => b.put_cf(self.cf(CF_COUNTERS), counter_key(c), tx.0),
+                None => b.delete_cf(self.cf(CF_COUNTERS), counter_key(c)),
             }
         }
         for (cert_id, record) in &writes.certificates {
@@ -246,14 +322,6 @@ impl StateStore {
                 cert_id.0,
                 pb::CertificateSettlement::from(s).encode_to_vec(),
             );
-        }
-        for ((cert_id, key), present) in &writes.cert_index {
-            let k = index_key(cert_id, key);
-            if *present {
-                b.put_cf(self.cf(CF_CERT_INDEX), k, []);
-            } else {
-                b.delete_cf(self.cf(CF_CERT_INDEX), k);
-            }
         }
         for (seq, r) in &writes.revocations {
             b.put_cf(
@@ -352,6 +420,12 @@ fn encode_nullifier(r: &NullifierRecord) -> [u8; 33] {
     v[..32].copy_from_slice(&r.tx_id.0);
     v[32] = u8::from(r.held);
     v
+}
+
+fn decode_tx_id(what: &'static str, v: &[u8]) -> Result<TxId, StoreError> {
+    v.try_into()
+        .map(TxId)
+        .map_err(|_| corrupt(what, format!("tx id of {} bytes", v.len())))
 }
 
 fn decode_nullifier(v: &[u8]) -> Result<NullifierRecord, StoreError> {
@@ -472,29 +546,21 @@ fn decode_cert_record(v: &[u8]) -> Result<CertRecord, StoreError> {
     })
 }
 
-fn index_key(cert_id: &CertId, key: &IndexKey) -> [u8; 65] {
-    let mut k = [0u8; 65];
-    k[..32].copy_from_slice(&cert_id.0);
-    let (kind, hash) = match key {
-        IndexKey::Token(n) => (1u8, n.0),
-        IndexKey::Counter(c) => (2u8, c.0),
-    };
-    k[32] = kind;
-    k[33..].copy_from_slice(&hash);
+/// Counters are keyed certificate first, so a certificate's counters are
+/// one key range (RocksDB also stores the shared 32-byte prefix of
+/// neighbouring keys once).
+fn counter_key(c: &CounterKey) -> [u8; COUNTER_KEY_BYTES] {
+    let mut k = [0u8; COUNTER_KEY_BYTES];
+    k[..32].copy_from_slice(&c.cert_id.0);
+    k[32..].copy_from_slice(&c.counter.to_be_bytes());
     k
 }
 
-fn decode_index_key(k: &[u8]) -> Result<IndexKey, StoreError> {
-    let hash: [u8; 32] = k
-        .get(33..65)
-        .and_then(|h| h.try_into().ok())
-        .ok_or_else(|| corrupt("certificate index", "short key"))?;
-    match k[32] {
-        1 => Ok(IndexKey::Token(Nullifier(hash))),
-        2 => Ok(IndexKey::Counter(CounterNullifier(hash))),
-        other => Err(corrupt("certificate index", format!("kind {other}"))),
-    }
-}
+const COUNTER_KEY_BYTES: usize = 32 + 8;
+/// Counter records re-keyed per fsynced batch when migrating.
+const MIGRATION_BATCH_RECORDS: u64 = 10_000;
+/// Keys of the first counters format: the counter nullifier.
+const COUNTER_KEY_BYTES_FIRST_FORMAT: usize = 32;
 
 fn encode_evidence(e: &Evidence) -> Vec<u8> {
     match e {
@@ -550,14 +616,9 @@ impl LedgerRead for StateStore {
             .transpose()
     }
 
-    fn counter(&self, c: &CounterNullifier) -> Result<Option<TxId>, StoreError> {
-        self.get(CF_COUNTERS, &c.0)?
-            .map(|v| {
-                v.as_slice()
-                    .try_into()
-                    .map(TxId)
-                    .map_err(|_| corrupt("counter", "not 32 bytes"))
-            })
+    fn counter(&self, c: &CounterKey) -> Result<Option<TxId>, StoreError> {
+        self.get(CF_COUNTERS, &counter_key(c))?
+            .map(|v| decode_tx_id("counter", &v))
             .transpose()
     }
 
@@ -579,10 +640,10 @@ impl LedgerRead for StateStore {
             .transpose()
     }
 
-    fn cert_index(&self, cert_id: &CertId) -> Result<Vec<IndexKey>, StoreError> {
-        let mut keys = Vec::new();
+    fn counters_of(&self, cert_id: &CertId) -> Result<Vec<u64>, StoreError> {
+        let mut counters = Vec::new();
         let it = self.db.iterator_cf(
-            self.cf(CF_CERT_INDEX),
+            self.cf(CF_COUNTERS),
             IteratorMode::From(&cert_id.0, Direction::Forward),
         );
         for item in it {
@@ -590,9 +651,13 @@ impl LedgerRead for StateStore {
             if !k.starts_with(&cert_id.0) {
                 break;
             }
-            keys.push(decode_index_key(&k)?);
+            let counter = k
+                .get(32..)
+                .and_then(u64_from_key)
+                .ok_or_else(|| corrupt("counter", format!("key of {} bytes", k.len())))?;
+            counters.push(counter);
         }
-        Ok(keys)
+        Ok(counters)
     }
 
     fn revocation(&self, sequence: u64) -> Result<Option<Revocation>, StoreError> {
@@ -774,5 +839,139 @@ mod tests {
                 Err(StoreError::Corrupt { .. })
             ));
         }
+    }
+
+    /// Writes counters and certificate-index entries the way the first
+    /// counters format did, for `payments`.
+    fn put_first_format_counters(store: &StateStore, payments: &[AcceptedPayment]) {
+        for a in payments {
+            let cert_id = a.receipt.cert_id;
+            let old_key = cert_id.counter_nullifier(a.payment.counter);
+            let db = store.db();
+            db.put_cf(store.cf(CF_COUNTERS), old_key.0, a.receipt.tx_id.0)
+                .expect("put");
+            let mut index_key = cert_id.0.to_vec();
+            index_key.push(2);
+            index_key.extend_from_slice(&old_key.0);
+            db.put_cf(store.cf(CF_CERT_INDEX), &index_key, [])
+                .expect("put");
+        }
+    }
+
+    fn family_keys(store: &StateStore, cf: &str) -> Vec<Vec<u8>> {
+        store
+            .db()
+            .iterator_cf(store.cf(cf), IteratorMode::Start)
+            .map(|item| item.expect("read").0.to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn a_database_of_the_first_counters_format_is_migrated_at_open_even_after_a_crash() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let payments = accepted_payments(4, 3);
+        {
+            let store = StateStore::open(dir.path()).expect("open");
+            commit(&store, &payments);
+            put_first_format_counters(&store, &payments);
+            // A migration that crashed after its first batch: one counter
+            // already re-keyed, the index not yet emptied.
+            let done = &payments[0];
+            let key = CounterKey {
+                cert_id: done.receipt.cert_id,
+                counter: done.payment.counter,
+            };
+            store
+                .db()
+                .delete_cf(store.cf(CF_COUNTERS), key.nullifier().0)
+                .expect("delete");
+            store
+                .db()
+                .put_cf(
+                    store.cf(CF_COUNTERS),
+                    counter_key(&key),
+                    done.receipt.tx_id.0,
+                )
+                .expect("put");
+        }
+        let store = StateStore::open(dir.path()).expect("reopen migrates");
+        let cert_id = payments[0].receipt.cert_id;
+        let mut expected: Vec<u64> = payments.iter().map(|a| a.payment.counter).collect();
+        expected.sort_unstable();
+        assert_eq!(store.counters_of(&cert_id).expect("read"), expected);
+        for a in &payments {
+            let key = CounterKey {
+                cert_id,
+                counter: a.payment.counter,
+            };
+            assert_eq!(store.counter(&key).expect("read"), Some(a.receipt.tx_id));
+        }
+        assert!(
+            family_keys(&store, CF_COUNTERS)
+                .iter()
+                .all(|k| k.len() == COUNTER_KEY_BYTES),
+            "no key of the first format is left"
+        );
+        assert!(family_keys(&store, CF_CERT_INDEX).is_empty());
+    }
+
+    #[test]
+    fn a_first_format_counter_naming_no_payment_stops_the_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let payments = accepted_payments(5, 1);
+        {
+            let store = StateStore::open(dir.path()).expect("open");
+            // The counter and the index entry, but not the payment.
+            put_first_format_counters(&store, &payments);
+        }
+        let err = match StateStore::open(dir.path()) {
+            Err(e) => e,
+            Ok(_) => panic!("a counter without its payment opened"),
+        };
+        assert!(err.to_string().contains("not recorded"), "{err}");
+    }
+
+    #[test]
+    fn counters_are_one_range_per_certificate_and_deleted_by_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = StateStore::open(dir.path()).expect("open");
+        let (a, b) = (CertId([1; 32]), CertId([2; 32]));
+        let mut writes = WriteSet::default();
+        for (cert_id, counter) in [(a, 7), (a, 3), (b, 1), (a, u64::MAX)] {
+            writes.counters.insert(
+                CounterKey { cert_id, counter },
+                Some(TxId([counter as u8; 32])),
+            );
+        }
+        let state = store.applied_state().expect("applied state");
+        store.commit(&writes, &state).expect("commit");
+        assert_eq!(store.counters_of(&a).expect("read"), vec![3, 7, u64::MAX]);
+        assert_eq!(store.counters_of(&b).expect("read"), vec![1]);
+        assert_eq!(
+            store
+                .counter(&CounterKey {
+                    cert_id: a,
+                    counter: 7
+                })
+                .expect("read"),
+            Some(TxId([7; 32]))
+        );
+        let mut deletes = WriteSet::default();
+        for counter in [3, 7, u64::MAX] {
+            deletes.counters.insert(
+                CounterKey {
+                    cert_id: a,
+                    counter,
+                },
+                None,
+            );
+        }
+        store.commit(&deletes, &state).expect("commit");
+        assert_eq!(store.counters_of(&a).expect("read"), Vec::<u64>::new());
+        assert_eq!(
+            store.counters_of(&b).expect("read"),
+            vec![1],
+            "the other certificate kept"
+        );
     }
 }

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use super::{LogStore, StateStore, io_err};
 use crate::consensus::current_state_dir;
 
-/// The index a double spend is detected with: spent tokens, device
-/// counters, and per certificate the keys to drop when it settles.
+/// The index a double spend is detected with: spent tokens and device
+/// counters (and, in databases of the first counters format until their
+/// migration, the certificate index).
 pub const NULLIFIER_INDEX_FAMILIES: [&str; 3] = ["nullifiers", "counters", "cert_index"];
 
 /// `storage-report` arguments.

@@ -749,6 +749,20 @@ async fn gateways_submit_over_grpc_through_any_node() {
         settled.total_value,
         settled.spent_value + settled.held_value + settled.unspent_value
     );
+    eprintln!("--- the settled certificate's spent tokens are compacted away (RocksDB)");
+    let after = client
+        .check_nullifiers(pb::CheckNullifiersRequest {
+            nullifiers: good.nullifiers().iter().map(|n| n.0.to_vec()).collect(),
+            consistency: pb::ReadConsistency::Linearizable as i32,
+        })
+        .await
+        .expect("check")
+        .into_inner()
+        .statuses;
+    assert!(
+        after.iter().all(|s| !s.spent),
+        "compacted at settlement: {after:?}"
+    );
 
     eprintln!("--- a stream of batches is answered in order, up to the stream's limit");
     let mut w2 = wallet_issued_at(42, now - 60_000);

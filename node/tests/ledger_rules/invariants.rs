@@ -155,6 +155,26 @@ fn must_balance(w: &World, outcomes: &[CommandOutcome]) {
             s.spent_value + s.held_value + s.unspent_value
         );
     }
+    // 4b. A settled certificate's spent tokens (accepted and held) and its
+    // counters are compacted away.
+    for cert_id in w.store.settlements.keys() {
+        let payments = accepted
+            .values()
+            .chain(w.store.held_payments.values())
+            .filter(|p| p.certificate.cert_id() == *cert_id);
+        for p in payments {
+            for n in p.nullifiers() {
+                assert!(
+                    !w.store.nullifiers.contains_key(&n),
+                    "nullifier {n} of settled {cert_id} kept"
+                );
+            }
+        }
+        assert!(
+            w.store.counters.keys().all(|k| k.cert_id != *cert_id),
+            "a counter of settled {cert_id} kept"
+        );
+    }
     // 5. Every verdict of every payment is accounted for; duplicates name a real receipt.
     for o in outcomes {
         if let CommandOutcome::Submitted(ps) = o {

@@ -1,7 +1,9 @@
 //! Issuer operations: settlement (windows, force, idempotence, compaction),
 //! issuer keys, and malformed commands.
 
-use spentledger_node::state_machine::{CommandOutcome, IssuerOpError, PaymentOutcome};
+use spentledger_node::state_machine::{
+    CommandOutcome, CounterKey, IssuerOpError, LedgerRead, PaymentOutcome,
+};
 use spentledger_protocol::{RejectReason, Verdict, pb};
 
 use crate::world::*;
@@ -60,7 +62,14 @@ fn after_settlement_payments_are_rejected_and_nullifiers_compacted() {
         .pay(200, &id("m"), [2; 32], T0_MS + 600_000)
         .expect("pay");
     must_accept(&w.must_submit_one(&a));
-    assert!(!w.store.cert_index.is_empty());
+    let a_counter = CounterKey {
+        cert_id,
+        counter: a.counter,
+    };
+    assert!(w.store.counters.contains_key(&a_counter));
+    for n in a.nullifiers() {
+        assert!(w.store.nullifiers.contains_key(&n));
+    }
     let other = wallet(3, 1_000);
     let mut other_device = other.clone();
     let o = other_device
@@ -70,15 +79,18 @@ fn after_settlement_payments_are_rejected_and_nullifiers_compacted() {
 
     // Forced, early: after settle_until the time rule would refuse late payments first.
     must_settle(w.settle(T0_MS + 2 * HOUR_MS, &cert, Some("issuer closes the wallet")));
-    eprintln!("--- the settled certificate's nullifiers, counters and index are gone");
+    eprintln!("--- the settled certificate's nullifiers and counters are gone");
     for n in a.nullifiers() {
         assert!(
             !w.store.nullifiers.contains_key(&n),
             "nullifier kept after settlement"
         );
     }
-    assert!(!w.store.counters.contains_key(&a.counter_nullifier()));
-    assert!(w.store.cert_index.keys().all(|(id, _)| *id != cert_id));
+    assert!(w.store.counters.keys().all(|k| k.cert_id != cert_id));
+    assert_eq!(
+        w.store.counters_of(&cert_id).expect("read"),
+        Vec::<u64>::new()
+    );
     eprintln!("--- other certificates are untouched");
     for n in o.nullifiers() {
         assert!(w.store.nullifiers.contains_key(&n));
