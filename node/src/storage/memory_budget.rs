@@ -48,16 +48,28 @@ impl MemoryBudget {
 /// 10-bit-per-key filter for families read by point look-ups that usually
 /// miss.
 ///
-/// Index and filter blocks stay outside the cache, held by each open table
-/// file (`spentledger_rocksdb_table_readers_bytes`): they grow with the data,
-/// about 4 MiB per million nullifiers. Charging them to the 64 MiB cache
-/// instead made them compete with data blocks, and at 3,000 payments/s the
-/// p99 latency went from 87 ms to 5.1 s (docs/BENCHMARKS.md).
+/// Index and filter blocks are partitioned and charged to the cache, so the
+/// cache bounds them too: only each table's small top-level index and
+/// filter partition index, and level-0 tables' blocks, stay pinned. Held
+/// outside the cache instead (each open table file keeping its whole index
+/// and filter), they grew with the data, about 4 MiB per million nullifiers,
+/// and a node's memory never levelled off. Charging *unpartitioned* index
+/// and filter blocks to the cache was tried first: whole-file blocks
+/// competed with data blocks, and at 3,000 payments/s the p99 went from
+/// 87 ms to 5.1 s; partitioned, the same load keeps its p99
+/// (docs/BENCHMARKS.md).
 pub fn table_options(cache: &Cache, bloom: bool) -> BlockBasedOptions {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(cache);
     if bloom {
         table.set_bloom_filter(10.0, false);
     }
+    table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+    table.set_partition_filters(true);
+    table.set_metadata_block_size(4096);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_cache_index_and_filter_blocks_with_high_priority(true);
+    table.set_pin_top_level_index_and_filter(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     table
 }
