@@ -33,6 +33,19 @@ pub enum LoadMode {
     Rate,
 }
 
+/// The order payments are submitted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PaymentOrder {
+    /// All of one device's payments, then the next device's: new
+    /// certificates keep arriving for the whole run.
+    Devices,
+    /// Round by round: every device's k-th payment before any device's
+    /// (k+1)-th, as when many devices pay at once. Every certificate is met
+    /// in the first round, so the nodes' certificate caches fill then (and
+    /// that round checks one issuer signature per payment on every node).
+    Rounds,
+}
+
 /// `spentledger bench` arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -62,6 +75,9 @@ pub struct BenchArgs {
     /// Share of payments that re-spend another payment's tokens (0..=0.5).
     #[arg(long, default_value_t = 0.0)]
     pub double_spend_share: f64,
+    /// Order of the payments: by device, or round by round across devices.
+    #[arg(long, value_enum, default_value_t = PaymentOrder::Devices)]
+    pub order: PaymentOrder,
     /// Issuer secret key whose public key the cluster trusts (with
     /// --endpoints); without --endpoints a local 3-node cluster is started.
     #[arg(long)]
@@ -109,6 +125,7 @@ pub struct BenchReport {
     pub nodes_running: usize,
     pub devices: usize,
     pub double_spend_share: f64,
+    pub order: PaymentOrder,
     pub gateways: usize,
     pub batch: usize,
     pub inputs: usize,
@@ -174,6 +191,7 @@ impl BenchReport {
             "label": self.label,
             "nodes": self.nodes, "nodes_running": self.nodes_running,
             "devices": self.devices, "double_spend_share": self.double_spend_share,
+            "order": format!("{:?}", self.order).to_lowercase(),
             "mode": format!("{:?}", self.mode).to_lowercase(),
             "gateways": self.gateways, "batch": self.batch, "inputs": self.inputs,
             "payments": self.payments, "elapsed_s": self.elapsed_s,
@@ -311,6 +329,7 @@ pub fn generate(
     count: usize,
     inputs: usize,
     double_spend_share: f64,
+    order: PaymentOrder,
     progress: &ProgressBar,
 ) -> Result<Vec<Payment>, BenchError> {
     let per_device = count.div_ceil(devices.max(1));
@@ -380,11 +399,10 @@ pub fn generate(
     for part in made {
         payments.extend(part?);
     }
-    // Round by round: every device's k-th payment before any device's
-    // (k+1)-th, as when many devices are out paying at once. It also means
-    // every certificate is met in the first round, so the nodes'
-    // certificate caches fill then instead of through the whole run.
-    payments.sort_by_key(|p| p.counter);
+    if order == PaymentOrder::Rounds {
+        // Stable: within a round, devices stay in order.
+        payments.sort_by_key(|p| p.counter);
+    }
     payments.truncate(count);
     // Replace a share with re-spends of an earlier payment's tokens (another
     // counter and merchant): the ledger must answer DOUBLE_SPEND.
@@ -652,6 +670,7 @@ pub async fn run(
         args.payments,
         args.inputs,
         args.double_spend_share,
+        args.order,
         &progress,
     )?;
     progress.finish_and_clear();
@@ -734,6 +753,7 @@ pub async fn run(
         nodes_running,
         devices: args.devices,
         double_spend_share: args.double_spend_share,
+        order: args.order,
         gateways: args.gateways,
         batch: args.batch,
         inputs: args.inputs,
@@ -784,9 +804,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn payments_come_round_by_round_across_devices_and_twins_re_spend() {
+    fn payments_come_by_device_or_round_by_round_and_twins_re_spend() {
         let issuer = Issuer::from_seed(id("bank-bench"), seed_for("issuer", 0), 0, u64::MAX);
-        let payments = generate(&issuer, 3, 7, 2, 0.0, &ProgressBar::hidden()).expect("generate");
+        let rounds = PaymentOrder::Rounds;
+        let payments =
+            generate(&issuer, 3, 7, 2, 0.0, rounds, &ProgressBar::hidden()).expect("generate");
         let order: Vec<(u64, String)> = payments
             .iter()
             .map(|p| (p.counter, p.certificate.wallet_id.as_str().to_owned()))
@@ -806,8 +828,36 @@ mod tests {
             "every device's k-th payment before any (k+1)-th"
         );
         assert!(payments.iter().all(|p| p.inputs.len() == 2));
+        let by_device = generate(
+            &issuer,
+            3,
+            7,
+            2,
+            0.0,
+            PaymentOrder::Devices,
+            &ProgressBar::hidden(),
+        )
+        .expect("generate");
+        let order: Vec<(u64, String)> = by_device
+            .iter()
+            .map(|p| (p.counter, p.certificate.wallet_id.as_str().to_owned()))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                (0, wallet(0)),
+                (1, wallet(0)),
+                (2, wallet(0)),
+                (0, wallet(1)),
+                (1, wallet(1)),
+                (2, wallet(1)),
+                (0, wallet(2)),
+            ],
+            "one device's payments, then the next device's"
+        );
 
-        let with_twins = generate(&issuer, 3, 8, 1, 0.5, &ProgressBar::hidden()).expect("generate");
+        let with_twins =
+            generate(&issuer, 3, 8, 1, 0.5, rounds, &ProgressBar::hidden()).expect("generate");
         for i in (2..with_twins.len()).step_by(2) {
             let (original, twin) = (&with_twins[i - 1], &with_twins[i]);
             assert_eq!(

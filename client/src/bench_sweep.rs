@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::bench::{BenchArgs, BenchError, BenchReport, LoadMode};
+use crate::bench::{BenchArgs, BenchError, BenchReport, LoadMode, PaymentOrder};
 use crate::bench_plot::PlotError;
 
 /// Cases in one sweep at most (each starts a cluster and runs for seconds).
@@ -142,6 +142,7 @@ fn bench_args(args: &SweepArgs, case: &SweepCase) -> BenchArgs {
         payments: args.payments,
         duration_s: Some(args.run_s),
         double_spend_share: case.double_spend_share,
+        order: PaymentOrder::Devices,
         issuer_key: None,
         stop_node: case.stop_node,
         nodes: case.nodes,
