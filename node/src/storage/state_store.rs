@@ -189,7 +189,7 @@ impl StateStore {
             batch.put_cf(self.cf(CF_COUNTERS), counter_key(&key), tx_id.0);
             batch.delete_cf(self.cf(CF_COUNTERS), &k);
             migrated += 1;
-            if migrated % MIGRATION_BATCH_RECORDS == 0 {
+            if migrated.is_multiple_of(MIGRATION_BATCH_RECORDS) {
                 self.db
                     .write_opt(std::mem::take(&mut batch), &sync)
                     .map_err(io_err)?;
