@@ -14,8 +14,8 @@ use rocksdb::{
 use super::io_err;
 use super::keys::{u64_from_key, u64_key};
 use crate::consensus::{
-    Entry, LogId, TypeConfig, Vote, decode_entry, decode_log_id, decode_vote, encode_entry,
-    encode_log_id, encode_vote,
+    Entry, LogId, TypeConfig, Vote, decode_entry, decode_log_id, decode_owned_entry, decode_vote,
+    encode_entry, encode_log_id, encode_vote,
 };
 
 const CF_LOGS: &str = "logs";
@@ -164,7 +164,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&index) {
                 break;
             }
-            entries.push(decode_entry(&value)?);
+            entries.push(decode_owned_entry(prost::bytes::Bytes::from(value))?);
         }
         Ok(entries)
     }
