@@ -449,8 +449,7 @@ const ACCEPTED_HEADER_BYTES: usize = 1 + 32 + 8 + 8 + 4;
 /// certificate (in `cert_bodies`), the tx id (the key), the payee and
 /// amount (in the payment). About 270 bytes less per 2-input payment.
 fn encode_accepted(a: &AcceptedPayment) -> Vec<u8> {
-    let mut payment = pb::Payment::from(&a.payment);
-    payment.certificate = None;
+    let payment = a.payment.to_pb_without_certificate();
     let r = &a.receipt;
     let mut v = Vec::with_capacity(ACCEPTED_HEADER_BYTES + payment.encoded_len());
     v.push(ACCEPTED_COMPACT);

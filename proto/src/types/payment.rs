@@ -121,17 +121,28 @@ impl TryFrom<&pb::Payment> for Payment {
     }
 }
 
+impl Payment {
+    /// The wire form without its certificate, for stores that keep each
+    /// certificate once, apart from the payments made under it.
+    pub fn to_pb_without_certificate(&self) -> pb::Payment {
+        pb::Payment {
+            certificate: None,
+            inputs: self.inputs.iter().map(Into::into).collect(),
+            amount: self.amount,
+            payee_id: self.payee_id.as_str().to_owned(),
+            payee_challenge: self.payee_challenge.to_vec(),
+            counter: self.counter,
+            created_at_ms: self.created_at_ms,
+            device_signature: self.device_signature.to_vec(),
+        }
+    }
+}
+
 impl From<&Payment> for pb::Payment {
     fn from(payment: &Payment) -> Self {
         pb::Payment {
             certificate: Some((&payment.certificate).into()),
-            inputs: payment.inputs.iter().map(Into::into).collect(),
-            amount: payment.amount,
-            payee_id: payment.payee_id.as_str().to_owned(),
-            payee_challenge: payment.payee_challenge.to_vec(),
-            counter: payment.counter,
-            created_at_ms: payment.created_at_ms,
-            device_signature: payment.device_signature.to_vec(),
+            ..payment.to_pb_without_certificate()
         }
     }
 }
