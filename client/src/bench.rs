@@ -803,61 +803,48 @@ fn compacted_storage(
 mod tests {
     use super::*;
 
+    /// (counter, device number) of each payment, in submission order.
+    fn order_of(payments: &[Payment]) -> Vec<(u64, u64)> {
+        payments
+            .iter()
+            .map(|p| {
+                let device = p.certificate.wallet_id.as_str()["bench-".len()..]
+                    .parse()
+                    .expect("bench wallet ids end in the device number");
+                (p.counter, device)
+            })
+            .collect()
+    }
+
     #[test]
     fn payments_come_by_device_or_round_by_round_and_twins_re_spend() {
         let issuer = Issuer::from_seed(id("bank-bench"), seed_for("issuer", 0), 0, u64::MAX);
-        let rounds = PaymentOrder::Rounds;
-        let payments =
-            generate(&issuer, 3, 7, 2, 0.0, rounds, &ProgressBar::hidden()).expect("generate");
-        let order: Vec<(u64, String)> = payments
-            .iter()
-            .map(|p| (p.counter, p.certificate.wallet_id.as_str().to_owned()))
-            .collect();
-        let wallet = |d: usize| format!("bench-{d:07}");
+        let make = |order| {
+            generate(&issuer, 3, 7, 2, 0.0, order, &ProgressBar::hidden()).expect("generate")
+        };
+        let rounds = make(PaymentOrder::Rounds);
         assert_eq!(
-            order,
-            vec![
-                (0, wallet(0)),
-                (0, wallet(1)),
-                (0, wallet(2)),
-                (1, wallet(0)),
-                (1, wallet(1)),
-                (1, wallet(2)),
-                (2, wallet(0)),
-            ],
+            order_of(&rounds),
+            [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0)],
             "every device's k-th payment before any (k+1)-th"
         );
-        assert!(payments.iter().all(|p| p.inputs.len() == 2));
-        let by_device = generate(
-            &issuer,
-            3,
-            7,
-            2,
-            0.0,
-            PaymentOrder::Devices,
-            &ProgressBar::hidden(),
-        )
-        .expect("generate");
-        let order: Vec<(u64, String)> = by_device
-            .iter()
-            .map(|p| (p.counter, p.certificate.wallet_id.as_str().to_owned()))
-            .collect();
+        assert!(rounds.iter().all(|p| p.inputs.len() == 2));
         assert_eq!(
-            order,
-            vec![
-                (0, wallet(0)),
-                (1, wallet(0)),
-                (2, wallet(0)),
-                (0, wallet(1)),
-                (1, wallet(1)),
-                (2, wallet(1)),
-                (0, wallet(2)),
-            ],
+            order_of(&make(PaymentOrder::Devices)),
+            [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1), (0, 2)],
             "one device's payments, then the next device's"
         );
 
-        let with_twins =
-            generate(&issuer, 3, 8, 1, 0.5, rounds, &ProgressBar::hidden()).expect("generate");
+        let with_twins = generate(
+            &issuer,
+            3,
+            8,
+            1,
+            0.5,
+            PaymentOrder::Rounds,
+            &ProgressBar::hidden(),
+        )
+        .expect("generate");
         for i in (2..with_twins.len()).step_by(2) {
             let (original, twin) = (&with_twins[i - 1], &with_twins[i]);
             assert_eq!(
