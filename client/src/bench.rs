@@ -151,6 +151,10 @@ pub struct BenchReport {
     /// Local cluster only: `spentledger-node storage-report --compact` of
     /// that node after the run (per column family, per live nullifier).
     pub storage_compacted: Option<serde_json::Value>,
+    /// Seconds after the last answer until every running node had applied
+    /// every entry committed during the load (`None`: not within the limit).
+    /// Raft answers once a majority stored an entry, so a follower can trail.
+    pub all_applied_after_s: Option<f64>,
 }
 
 impl BenchReport {
@@ -176,6 +180,13 @@ impl BenchReport {
     /// A per-nullifier figure of the compacted storage report.
     pub fn compacted(&self, key: &str) -> Option<f64> {
         self.storage_compacted.as_ref()?.get(key)?.as_f64()
+    }
+
+    /// Throughput counted until every running node had applied (validated
+    /// and recorded) every payment: the rate the whole cluster sustains.
+    pub fn throughput_all_applied_per_s(&self) -> Option<f64> {
+        let after = self.all_applied_after_s?;
+        Some(self.payments as f64 / (self.elapsed_s + after).max(1e-9))
     }
 
     pub fn ratio(&self) -> f64 {
@@ -211,6 +222,8 @@ impl BenchReport {
             })).collect::<Vec<_>>(),
             "disk_bytes_per_nullifier": self.disk_bytes_per_nullifier,
             "storage_compacted": self.storage_compacted,
+            "all_applied_after_s": self.all_applied_after_s,
+            "throughput_all_applied_per_s": self.throughput_all_applied_per_s(),
         })
     }
 
@@ -713,6 +726,9 @@ pub async fn run(
     let sampler = local.as_ref().map(|c| MemorySampler::start(c.pids()));
     let (elapsed, shared) = drive(args, &endpoints, tls.as_ref(), batches, &progress).await?;
     progress.finish_and_clear();
+    say("--- waiting for every running node to apply what was committed");
+    let all_applied_after_s =
+        wait_all_applied(&endpoints, tls.as_ref(), ALL_APPLIED_WAIT_MAX).await;
     let memory = sampler.map(MemorySampler::finish).unwrap_or_default();
     let accepted = shared
         .verdicts
@@ -776,7 +792,48 @@ pub async fn run(
         memory,
         disk_bytes_per_nullifier,
         storage_compacted,
+        all_applied_after_s,
     })
+}
+
+/// How long the bench waits, after the load, for trailing nodes to apply.
+const ALL_APPLIED_WAIT_MAX: Duration = Duration::from_secs(300);
+const ALL_APPLIED_POLL: Duration = Duration::from_millis(50);
+
+/// Seconds until every node that answers has applied the largest commit
+/// index any of them reports now; `None` if that takes longer than `limit`
+/// or no node answers. A node that does not answer (stopped) is left out.
+async fn wait_all_applied(
+    endpoints: &[String],
+    tls: Option<&ClientTls>,
+    limit: Duration,
+) -> Option<f64> {
+    let started = Instant::now();
+    let mut answering = Vec::new();
+    let mut target = 0;
+    for addr in endpoints {
+        if let Some(status) = crate::local_cluster::node_status(addr, tls).await {
+            target = target.max(status.committed_index);
+            answering.push(addr.clone());
+        }
+    }
+    if answering.is_empty() {
+        return None;
+    }
+    while started.elapsed() < limit {
+        let mut behind = false;
+        for addr in &answering {
+            let applied = crate::local_cluster::node_status(addr, tls)
+                .await
+                .map_or(0, |s| s.applied_index);
+            behind |= applied < target;
+        }
+        if !behind {
+            return Some(started.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(ALL_APPLIED_POLL).await;
+    }
+    None
 }
 
 /// `spentledger-node storage-report --compact` on a stopped node's data.

@@ -9,7 +9,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::api::{AdminService, ApiLimits, Coalescer, Forwarder, IssuerService, SettlementService};
+use crate::api::{
+    AdminService, ApiLimits, Coalescer, Forwarder, IngressCheck, IssuerService, SettlementService,
+};
 use crate::consensus::{LedgerStateMachine, NodeId, StateHandle, TypeConfig};
 use crate::network::{PeerDialer, PeerNetworkFactory, RAFT_MESSAGE_BYTES_MAX, RaftService};
 use crate::ops::{MetricsSources, NodeMetrics, Quarantine, run_digest_audit, serve_metrics};
@@ -254,12 +256,16 @@ impl LedgerNode {
             options.ledger.validation_threads,
             options.ledger.certificate_cache_entries,
         )?);
-        let coalescer = Coalescer::start(raft.clone(), options.api.submit, metrics.clone());
+        let coalescer = Coalescer::start(
+            raft.clone(),
+            options.api.submit,
+            metrics.clone(),
+            IngressCheck::new(ingress, state.clone()),
+        );
         let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
         let settlement = SettlementService::new(
             raft.clone(),
             state.clone(),
-            ingress,
             options.api,
             coalescer.clone(),
             metrics.clone(),

@@ -329,6 +329,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                         .into(),
                     ),
                     ("throughput / crypto limit", format!("{:.1}%", 100.0 * report.ratio()).into()),
+                    (
+                        "every node applied",
+                        match (report.all_applied_after_s, report.throughput_all_applied_per_s()) {
+                            (Some(after), Some(rate)) => format!(
+                                "{after:.2} s after the last answer ({rate:.0} payments/s counted until then)"
+                            ),
+                            _ => "not within the wait limit".to_owned(),
+                        }
+                        .into(),
+                    ),
                 ];
                 if let (Some(max), Some(growth)) = (report.rss_max_mib(), report.rss_growth_mib()) {
                     rows.push((

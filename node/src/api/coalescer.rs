@@ -1,11 +1,13 @@
 //! Leader-side coalescing of concurrent submissions into one Raft entry, and
 //! admission control in front of it.
 //!
-//! Every gateway batch that passed ingress validation joins a bounded queue.
-//! One task takes the queue's head, lingers briefly for more, and proposes
-//! everything it gathered (bounded by payments and bytes) as a single entry,
-//! so many batches share one log fsync and one state-machine write batch.
-//! Each caller gets back exactly its own outcomes, in its own order.
+//! Every gateway batch joins a bounded queue. One task takes the queue's
+//! head, lingers briefly for more, and hands everything it gathered (bounded
+//! by payments and bytes) to a second task, which validates it as one entry
+//! (ingress, `ingress.rs`), answers the payments that fail, and proposes the
+//! rest as a single entry, so many batches share one validation pass, one
+//! log fsync and one state-machine write batch. Each caller gets back exactly
+//! its own outcomes, in its own order.
 //!
 //! Admission is counted in payments, taken before validation and held until
 //! the caller is answered, so the memory pinned by accepted-but-unfinished
@@ -21,7 +23,9 @@ use spentledger_protocol::pb;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tonic::Status;
 
+use super::ingress::{CheckedEntry, IngressCheck, Route};
 use super::raft_write::{now_ms, write_error_status};
+use super::results::payment_result;
 use crate::consensus::ClientRequest;
 use crate::ledger_node::LedgerRaft;
 use crate::ops::NodeMetrics;
@@ -86,11 +90,16 @@ pub struct Coalescer {
 
 impl Coalescer {
     /// Starts the coalescing task; it ends when every handle is dropped.
-    pub fn start(raft: LedgerRaft, limits: CoalescerLimits, metrics: NodeMetrics) -> Self {
+    pub fn start(
+        raft: LedgerRaft,
+        limits: CoalescerLimits,
+        metrics: NodeMetrics,
+        ingress: IngressCheck,
+    ) -> Self {
         // Each queued item holds at least one admitted payment, so the
         // channel can never need more slots than that.
         let (queue, rx) = mpsc::channel(limits.queue_payments_max.max(1));
-        tokio::spawn(run(raft, rx, limits, metrics.clone()));
+        tokio::spawn(run(raft, rx, limits, metrics.clone(), ingress));
         Coalescer {
             queue,
             admission: Arc::new(Semaphore::new(limits.queue_payments_max)),
@@ -122,9 +131,10 @@ impl Coalescer {
             .saturating_sub(self.admission.available_permits())
     }
 
-    /// Proposes `payments` (already validated) as part of the next entry and
-    /// waits for their outcomes. Payments reach the log in the order they
-    /// were queued.
+    /// Validates `payments` with the rest of the next entry, proposes those
+    /// that pass, and waits for their outcomes: one per payment, in order
+    /// (those refused at ingress included). Payments reach the log in the
+    /// order they were queued. The log index is 0 when none was proposed.
     pub async fn submit(&self, payments: Vec<pb::Payment>) -> Submitted {
         let bytes = payments.iter().map(Message::encoded_len).sum();
         let (reply, answer) = oneshot::channel();
@@ -155,14 +165,18 @@ fn overloaded(retry_after_ms: u64, queue_payments_max: usize) -> Status {
     status
 }
 
-/// Gathers pending batches into entries and proposes them, a bounded number at once.
+/// Gathers pending batches into groups and hands each to the checking stage.
 async fn run(
     raft: LedgerRaft,
     mut rx: mpsc::Receiver<Pending>,
     limits: CoalescerLimits,
     metrics: NodeMetrics,
+    ingress: IngressCheck,
 ) {
-    let in_flight = Arc::new(Semaphore::new(limits.entries_in_flight_max.max(1)));
+    // One group waits while the previous one is checked: gathering goes on
+    // during validation, and the next entry comes out as full as it can.
+    let (groups, groups_rx) = mpsc::channel(1);
+    tokio::spawn(check_and_propose(raft, groups_rx, limits, metrics, ingress));
     let linger = Duration::from_millis(limits.linger_ms);
     let mut carried: Option<Pending> = None;
     loop {
@@ -199,40 +213,149 @@ async fn run(
             bytes += p.bytes;
             group.push(p);
         }
+        if groups.send(group).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Gathered groups whose ingress check has started and whose proposal has
+/// not: the serial parts of one check (decoding, routing) overlap the
+/// parallel signature work of the next.
+const CHECKS_AHEAD: usize = 1;
+
+/// A group whose ingress check is running.
+struct Checking {
+    check: tokio::task::JoinHandle<Result<CheckedEntry, crate::state_machine::StoreError>>,
+    callers: Vec<(usize, oneshot::Sender<Submitted>)>,
+    batches: usize,
+    started: std::time::Instant,
+}
+
+/// Starts each gathered group's ingress check, in order, stamping it first
+/// (the stamp its entry will carry), so stamps never decrease along the log.
+async fn check_and_propose(
+    raft: LedgerRaft,
+    mut groups: mpsc::Receiver<Vec<Pending>>,
+    limits: CoalescerLimits,
+    metrics: NodeMetrics,
+    ingress: IngressCheck,
+) {
+    let (checking, checking_rx) = mpsc::channel(CHECKS_AHEAD);
+    tokio::spawn(propose_checked(raft, checking_rx, limits, metrics));
+    while let Some(group) = groups.recv().await {
+        let started = std::time::Instant::now();
+        let batches = group.len();
+        let mut wire = Vec::with_capacity(group.iter().map(|p| p.payments.len()).sum());
+        let mut callers = Vec::with_capacity(group.len());
+        for pending in group {
+            callers.push((pending.payments.len(), pending.reply));
+            wire.extend(pending.payments);
+        }
+        let checker = ingress.clone();
+        let stamp_ms = now_ms();
+        let check = tokio::task::spawn_blocking(move || checker.check(wire, stamp_ms));
+        let item = Checking {
+            check,
+            callers,
+            batches,
+            started,
+        };
+        if checking.send(item).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Takes checked groups in order: answers what failed ingress and proposes
+/// the rest with its verdicts.
+async fn propose_checked(
+    raft: LedgerRaft,
+    mut checking: mpsc::Receiver<Checking>,
+    limits: CoalescerLimits,
+    metrics: NodeMetrics,
+) {
+    let in_flight = Arc::new(Semaphore::new(limits.entries_in_flight_max.max(1)));
+    while let Some(item) = checking.recv().await {
+        let checked = match item.check.await {
+            Ok(Ok(checked)) => checked,
+            Ok(Err(e)) => {
+                answer_unrouted(item.callers, Status::internal(format!("ingress: {e}")));
+                continue;
+            }
+            Err(e) => {
+                answer_unrouted(item.callers, Status::internal(format!("ingress: {e}")));
+                continue;
+            }
+        };
+        metrics.ingress_validated(item.started.elapsed());
+        for route in &checked.routes {
+            if let Route::Answered(outcome) = route {
+                metrics.ingress_verdict(&payment_result(outcome));
+            }
+        }
+        let CheckedEntry {
+            stamp_ms,
+            routes,
+            proposed,
+            precheck,
+        } = checked;
+        let mut routes = routes.into_iter();
+        let callers: Vec<Caller> = item
+            .callers
+            .into_iter()
+            .map(|(n, reply)| Caller {
+                routes: routes.by_ref().take(n).collect(),
+                reply,
+            })
+            .collect();
+        if proposed.is_empty() {
+            answer_all(callers, Ok((0, Vec::new())));
+            continue;
+        }
         let permit = in_flight
             .clone()
             .acquire_owned()
             .await
             .expect("the in-flight semaphore is never closed");
-        metrics.entry_proposed(group.len(), count, bytes);
-        propose(&raft, group, permit).await;
+        let bytes = proposed.iter().map(Message::encoded_len).sum();
+        metrics.entry_proposed(item.batches, proposed.len(), bytes);
+        let command = pb::Command {
+            stamp_ms,
+            kind: Some(pb::command::Kind::Submit(pb::SubmitPayments {
+                payments: proposed,
+            })),
+        };
+        let request = match precheck {
+            Some(precheck) => ClientRequest::prechecked(command, precheck),
+            None => ClientRequest::new(command),
+        };
+        propose(&raft, request, callers, permit).await;
     }
 }
 
-/// Hands one gathered entry to Raft and spawns the wait for its outcome.
+/// One caller of a gathered entry: a route per payment it sent, and where
+/// its answer goes.
+struct Caller {
+    routes: Vec<Route>,
+    reply: oneshot::Sender<Submitted>,
+}
+
+/// Hands one checked entry to Raft and spawns the wait for its outcome.
 ///
-/// Called from the gathering loop one entry at a time, and it returns once
+/// Called from the checking stage one entry at a time, and it returns once
 /// Raft has *queued* the entry (not applied it), so entries reach the log in
 /// the order their batches were queued, and their leader stamps never
 /// decrease along the log (DESIGN rule 1). Proposing from spawned tasks, as
 /// before, let two entries overtake each other.
-async fn propose(raft: &LedgerRaft, group: Vec<Pending>, in_flight: OwnedSemaphorePermit) {
-    let mut payments = Vec::with_capacity(group.iter().map(|p| p.payments.len()).sum());
-    let mut callers = Vec::with_capacity(group.len());
-    for pending in group {
-        callers.push((pending.payments.len(), pending.reply));
-        payments.extend(pending.payments);
-    }
-    let command = pb::Command {
-        stamp_ms: now_ms(),
-        kind: Some(pb::command::Kind::Submit(pb::SubmitPayments { payments })),
-    };
+async fn propose(
+    raft: &LedgerRaft,
+    request: ClientRequest,
+    callers: Vec<Caller>,
+    in_flight: OwnedSemaphorePermit,
+) {
     let (responder, outcome) = ProgressResponder::complete_only();
-    if let Err(fatal) = raft
-        .write(ClientRequest::new(command))
-        .responder(responder)
-        .await
-    {
+    if let Err(fatal) = raft.write(request).responder(responder).await {
         answer_all(callers, Err(Status::unavailable(format!("raft: {fatal}"))));
         return;
     }
@@ -254,28 +377,50 @@ async fn propose(raft: &LedgerRaft, group: Vec<Pending>, in_flight: OwnedSemapho
     });
 }
 
-/// Gives each caller its own slice of an entry's outcomes, or the error.
-fn answer_all(
-    callers: Vec<(usize, oneshot::Sender<Submitted>)>,
-    result: Result<(u64, Vec<PaymentOutcome>), Status>,
-) {
-    match result {
-        Ok((index, outcomes)) => {
-            let mut outcomes = outcomes.into_iter();
-            for (n, reply) in callers {
-                let mine: Vec<PaymentOutcome> = outcomes.by_ref().take(n).collect();
-                let answer = if mine.len() == n {
-                    Ok((index, mine))
-                } else {
-                    Err(Status::internal("fewer outcomes than proposed payments"))
-                };
-                let _ = reply.send(answer); // a caller that went away needs no answer
-            }
-        }
-        Err(status) => {
-            for (_, reply) in callers {
-                let _ = reply.send(Err(status.clone()));
-            }
-        }
+/// Answers callers whose payments were never routed (ingress failed).
+fn answer_unrouted(callers: Vec<(usize, oneshot::Sender<Submitted>)>, status: Status) {
+    for (_, reply) in callers {
+        let _ = reply.send(Err(status.clone())); // a caller that went away needs no answer
     }
+}
+
+/// Gives each caller its own outcomes in its own order: those answered at
+/// ingress and its slice of the entry's. A caller with nothing in the entry
+/// gets its answers even when the entry failed.
+fn answer_all(callers: Vec<Caller>, result: Result<(u64, Vec<PaymentOutcome>), Status>) {
+    let (index, mut entry): (u64, Result<Vec<Option<PaymentOutcome>>, Status>) = match result {
+        Ok((index, outcomes)) => (index, Ok(outcomes.into_iter().map(Some).collect())),
+        Err(status) => (0, Err(status)),
+    };
+    for caller in callers {
+        let in_entry = caller
+            .routes
+            .iter()
+            .any(|r| matches!(r, Route::Proposed(_)));
+        let answer = match (&mut entry, in_entry) {
+            (_, false) => Ok((0, answered_only(caller.routes))),
+            (Err(status), true) => Err(status.clone()),
+            (Ok(outcomes), true) => caller
+                .routes
+                .into_iter()
+                .map(|route| match route {
+                    Route::Answered(outcome) => Some(outcome),
+                    Route::Proposed(i) => outcomes.get_mut(i).and_then(Option::take),
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(|mine| (index, mine))
+                .ok_or_else(|| Status::internal("fewer outcomes than proposed payments")),
+        };
+        let _ = caller.reply.send(answer); // a caller that went away needs no answer
+    }
+}
+
+fn answered_only(routes: Vec<Route>) -> Vec<PaymentOutcome> {
+    routes
+        .into_iter()
+        .filter_map(|route| match route {
+            Route::Answered(outcome) => Some(outcome),
+            Route::Proposed(_) => None,
+        })
+        .collect()
 }

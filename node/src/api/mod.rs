@@ -3,6 +3,7 @@
 mod admin;
 mod coalescer;
 mod forward;
+mod ingress;
 mod issuer;
 mod raft_write;
 mod results;
@@ -12,6 +13,7 @@ pub use admin::{AdminService, peer_status, peer_status_response};
 pub use coalescer::{Coalescer, CoalescerLimits, RETRY_AFTER_HEADER, RETRY_PUSHBACK_HEADER};
 pub use forward::Forwarder;
 pub use forward::{FORWARD_HOPS_HEADER, FORWARD_HOPS_MAX};
+pub use ingress::IngressCheck;
 pub use issuer::IssuerService;
 pub use raft_write::now_ms;
 pub use settlement::{ApiLimits, SettlementService};

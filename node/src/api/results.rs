@@ -1,6 +1,6 @@
 //! Outcomes of the state machine as protobuf results.
 
-use spentledger_protocol::{RejectReason, TxId, pb};
+use spentledger_protocol::pb;
 
 use crate::state_machine::PaymentOutcome;
 
@@ -24,17 +24,4 @@ pub fn payment_result(outcome: &PaymentOutcome) -> pb::PaymentResult {
         }
     }
     result
-}
-
-/// A payment refused at ingress (never proposed).
-pub fn rejected(
-    tx_id: Option<TxId>,
-    reason: RejectReason,
-    detail: Option<String>,
-) -> pb::PaymentResult {
-    payment_result(&PaymentOutcome::Rejected {
-        tx_id,
-        reason,
-        detail,
-    })
 }

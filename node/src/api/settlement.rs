@@ -1,26 +1,20 @@
-use std::sync::Arc;
-
 use spentledger_protocol::pb::settlement_server::Settlement;
-use spentledger_protocol::{
-    CertId, Nullifier, Payment, TxId, ValidationContext, ValidationMode, Validator, pb,
-};
+use spentledger_protocol::{CertId, Nullifier, TxId, pb};
 use tonic::{Request, Response, Status};
 
 use super::coalescer::{Coalescer, CoalescerLimits};
 use super::forward::{Forwarder, Route, hops};
-use super::raft_write::{now_ms, read_barrier};
-use super::results::{payment_result, rejected};
+use super::raft_write::read_barrier;
+use super::results::payment_result;
 use crate::consensus::StateHandle;
 use crate::ledger_node::LedgerRaft;
 use crate::ops::NodeMetrics;
-use crate::state_machine::{LedgerRead, PaymentOutcome};
+use crate::state_machine::LedgerRead;
 
 /// Request limits of the client API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApiLimits {
     pub batch_payments_max: usize,
-    /// Allowance for device clock error in ingress checks (apply uses the protocol's).
-    pub skew_ms: u64,
     /// Queue, entry and linger bounds of the write path.
     pub submit: CoalescerLimits,
     /// Batches one SubmitStream may carry; the next one ends the stream with
@@ -32,7 +26,6 @@ impl Default for ApiLimits {
     fn default() -> Self {
         ApiLimits {
             batch_payments_max: 1_000,
-            skew_ms: spentledger_protocol::limits::CLOCK_SKEW_MS_DEFAULT,
             submit: CoalescerLimits::default(),
             stream_batches_max: 100_000,
         }
@@ -45,7 +38,6 @@ pub struct SettlementService {
     raft: LedgerRaft,
     forwarder: Forwarder,
     state: StateHandle,
-    validator: Arc<Validator>,
     limits: ApiLimits,
     coalescer: Coalescer,
     metrics: NodeMetrics,
@@ -61,7 +53,6 @@ impl SettlementService {
     pub fn new(
         raft: LedgerRaft,
         state: StateHandle,
-        validator: Arc<Validator>,
         limits: ApiLimits,
         coalescer: Coalescer,
         metrics: NodeMetrics,
@@ -71,7 +62,6 @@ impl SettlementService {
             raft,
             forwarder: Forwarder::default(),
             state,
-            validator,
             limits,
             coalescer,
             metrics,
@@ -85,14 +75,6 @@ impl SettlementService {
         self.forwarder = forwarder;
         self
     }
-}
-
-/// One payment's route through ingress.
-enum Ingress {
-    /// Answered at once (malformed, invalid, or a retry of a recorded payment).
-    Answered(Box<pb::PaymentResult>),
-    /// Valid: proposed at this position of the command.
-    Proposed(usize),
 }
 
 /// Revocations returned by one ListRevocations call when no limit is given, and at most.
@@ -164,70 +146,10 @@ impl SettlementService {
         // Admission before any work, held until the answer: bounded memory.
         let _admission = self.coalescer.admit(batch.payments.len())?;
         self.metrics.batch_received(batch.payments.len());
-        let started = std::time::Instant::now();
-        // Stateless checks first (ingress mode): never propose an invalid payment.
-        let store = self.state.current();
-        let validator = self.validator.clone();
-        let skew_ms = self.limits.skew_ms;
-        let stamp_ms = now_ms();
         let batch_id = batch.batch_id;
-        let wire = batch.payments;
-        let (routes, proposed) = tokio::task::spawn_blocking(move || -> Result<_, Status> {
-            let keys = store.issuer_keys().map_err(internal)?;
-            let ctx = ValidationContext::new(stamp_ms, skew_ms, &keys);
-            let verdicts = validator.validate_wire_batch(&wire, &ctx, ValidationMode::Ingress);
-            let mut routes = Vec::with_capacity(wire.len());
-            let mut proposed = Vec::new();
-            for (payment, verdict) in wire.into_iter().zip(verdicts) {
-                match verdict {
-                    Ok(_) => {
-                        routes.push(Ingress::Proposed(proposed.len()));
-                        proposed.push(payment);
-                    }
-                    Err((reason, decode_error)) => {
-                        let tx_id: Option<TxId> =
-                            Payment::try_from(&payment).ok().map(|p| p.tx_id());
-                        // A retry of a recorded payment is DUPLICATE even after its windows closed.
-                        let recorded = match tx_id {
-                            Some(t) => store.accepted(&t).map_err(internal)?,
-                            None => None,
-                        };
-                        let answer = match recorded {
-                            Some(a) => {
-                                payment_result(&PaymentOutcome::Duplicate { receipt: a.receipt })
-                            }
-                            None => rejected(tx_id, reason, decode_error.map(|e| e.to_string())),
-                        };
-                        routes.push(Ingress::Answered(Box::new(answer)));
-                    }
-                }
-            }
-            Ok((routes, proposed))
-        })
-        .await
-        .map_err(internal)??;
-        self.metrics.ingress_validated(started.elapsed());
-        for route in &routes {
-            if let Ingress::Answered(r) = route {
-                self.metrics.ingress_verdict(r);
-            }
-        }
-
-        let mut outcomes = Vec::new();
-        let mut log_index = 0;
-        if !proposed.is_empty() {
-            (log_index, outcomes) = self.coalescer.submit(proposed).await?;
-        }
-        let results = routes
-            .into_iter()
-            .map(|route| match route {
-                Ingress::Answered(r) => Ok(*r),
-                Ingress::Proposed(i) => outcomes
-                    .get(i)
-                    .map(payment_result)
-                    .ok_or_else(|| internal("fewer outcomes than proposed payments")),
-            })
-            .collect::<Result<Vec<_>, Status>>()?;
+        // Validated with the rest of its entry (ingress), then proposed.
+        let (log_index, outcomes) = self.coalescer.submit(batch.payments).await?;
+        let results = outcomes.iter().map(payment_result).collect();
         Ok(pb::SubmitBatchResponse {
             batch_id,
             results,

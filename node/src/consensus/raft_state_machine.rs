@@ -219,7 +219,7 @@ fn apply_blocking(
         let outcome = match &entry.payload {
             EntryPayload::Blank => CommandOutcome::Internal,
             EntryPayload::Normal(request) => match request.command() {
-                Ok(command) => ledger.apply(&mut overlay, index, &command)?,
+                Ok(command) => ledger.apply(&mut overlay, index, &command, request.precheck())?,
                 Err(e) => CommandOutcome::Malformed(format!("command: invalid protobuf: {e}")),
             },
             EntryPayload::Membership(m) => {
@@ -261,6 +261,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         let applied = self.applied.clone();
         let started = std::time::Instant::now();
         let entry_count = entries.len();
+        let prechecked_before = self.ledger.prechecked_payments();
         let (applied, outcomes) =
             tokio::task::spawn_blocking(move || apply_blocking(&store, &ledger, applied, &entries))
                 .await
@@ -268,6 +269,8 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         self.applied = applied;
         self.metrics
             .applied(&outcomes, entry_count, started.elapsed());
+        self.metrics
+            .apply_prechecked(self.ledger.prechecked_payments() - prechecked_before);
         for (responder, outcome) in responders.into_iter().zip(outcomes) {
             if let Some(responder) = responder {
                 responder.send(outcome);

@@ -6,17 +6,20 @@ use prost::Message;
 use prost::bytes::Bytes;
 use spentledger_protocol::pb;
 
-use crate::state_machine::CommandOutcome;
+use crate::state_machine::{CommandOutcome, Prechecked};
 
 /// A state-machine command as Raft log data: the protobuf `Command` as the
 /// leader encoded it, once. Log stores and peers pass these bytes through
 /// untouched; each replica decodes them when it applies the entry. The node
 /// that proposed the command also keeps the decoded form, so it does not
-/// decode what it just encoded.
+/// decode what it just encoded, and may keep the stateless verdicts it
+/// computed for a submit command ([`Prechecked`]), so it does not validate
+/// those payments twice. Neither is ever written or sent.
 #[derive(Clone)]
 pub struct ClientRequest {
     encoded: Bytes,
     decoded: Option<Arc<pb::Command>>,
+    precheck: Option<Arc<Prechecked>>,
 }
 
 impl ClientRequest {
@@ -25,7 +28,27 @@ impl ClientRequest {
         ClientRequest {
             encoded: Bytes::from(command.encode_to_vec()),
             decoded: Some(Arc::new(command)),
+            precheck: None,
         }
+    }
+
+    /// A submit command with the verdicts its proposer computed; the caller
+    /// keeps [`Prechecked`]'s contract (they belong to exactly these payments).
+    pub fn prechecked(command: pb::Command, precheck: Prechecked) -> Self {
+        ClientRequest {
+            precheck: Some(Arc::new(precheck)),
+            ..ClientRequest::new(command)
+        }
+    }
+
+    /// Whether the decoded command is held (on the node that proposed it).
+    pub fn is_decoded(&self) -> bool {
+        self.decoded.is_some()
+    }
+
+    /// The proposer's verdicts for this command, on the node that proposed it.
+    pub fn precheck(&self) -> Option<&Prechecked> {
+        self.precheck.as_deref()
     }
 
     /// A command read from a log or received from a peer, not yet decoded.
@@ -33,6 +56,7 @@ impl ClientRequest {
         ClientRequest {
             encoded,
             decoded: None,
+            precheck: None,
         }
     }
 

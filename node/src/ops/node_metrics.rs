@@ -175,6 +175,14 @@ impl NodeMetrics {
     }
 
     /// One coalesced entry proposed by this node as leader.
+    /// Payments applied with the stateless verdicts this node computed when
+    /// it proposed them (the leader's own entries), not validated twice.
+    pub fn apply_prechecked(&self, payments: u64) {
+        self.with(|| {
+            counter!("spentledger_apply_prechecked_payments_total").increment(payments);
+        });
+    }
+
     pub fn entry_proposed(&self, batches: usize, payments: usize, bytes: usize) {
         self.with(|| {
             histogram!("spentledger_entry_batches").record(batches as f64);

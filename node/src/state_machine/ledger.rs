@@ -1,15 +1,18 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use spentledger_protocol::limits::CLOCK_SKEW_MS_DEFAULT;
 use spentledger_protocol::types::{Revocation, RevocationReason, receipt_flags};
 use spentledger_protocol::{
     CertId, CertificateSettlement, CertificateState, CloneEvidence, DoubleSpendEvidence, IssuerKey,
-    Payment, Receipt, RejectReason, StatelessVerdict, TxId, ValidationContext, ValidationMode,
-    Validator, ValidatorError, pb,
+    Payment, Receipt, RejectReason, StatelessVerdict, TxId, ValidationMode, Validator,
+    ValidatorError, pb,
 };
 
 use super::command::LedgerCommand;
 use super::ledger_read::{AcceptedPayment, CertRecord, CounterKey, NullifierRecord, StoreError};
 use super::outcome::{CommandOutcome, IssuerOpError, PaymentOutcome};
 use super::overlay::{Evidence, Overlay};
+use super::precheck::{Prechecked, apply_context};
 
 /// Settings of the state machine. Everything here must be identical on every
 /// replica, so nothing is read from a node's own configuration.
@@ -33,28 +36,42 @@ impl Default for LedgerConfig {
 
 /// Device clock allowance used in apply. A protocol constant rather than
 /// node configuration: replicas configured differently would disagree.
-const APPLY_SKEW_MS: u64 = CLOCK_SKEW_MS_DEFAULT;
+pub(super) const APPLY_SKEW_MS: u64 = CLOCK_SKEW_MS_DEFAULT;
 
 /// The ledger rules: applies commands to an [`Overlay`].
 pub struct Ledger {
     validator: Validator,
+    /// Payments whose stateless verdicts came from their entry's precheck.
+    prechecked_payments: AtomicU64,
 }
 
 impl Ledger {
     pub fn new(config: LedgerConfig) -> Result<Self, ValidatorError> {
         Ok(Ledger {
             validator: Validator::new(config.validation_threads, config.certificate_cache_entries)?,
+            prechecked_payments: AtomicU64::new(0),
         })
+    }
+
+    /// Payments applied so far with the verdicts their proposer computed
+    /// (see [`Prechecked`]) instead of validating them again.
+    pub fn prechecked_payments(&self) -> u64 {
+        self.prechecked_payments.load(Ordering::Relaxed)
     }
 
     /// Applies the command of log entry `log_index`. The entry's stamp is
     /// raised to the largest stamp applied so far, so time never goes back
     /// along the log even across leaders with skewed clocks.
+    ///
+    /// `precheck`: the stateless verdicts the proposer computed for a submit
+    /// command (the leader's own entries); used only when they were computed
+    /// in the context apply has now.
     pub fn apply(
         &self,
         overlay: &mut Overlay<'_>,
         log_index: u64,
         command: &pb::Command,
+        precheck: Option<&Prechecked>,
     ) -> Result<CommandOutcome, StoreError> {
         let stamp_ms = command.stamp_ms.max(overlay.last_stamp_ms()?);
         overlay.put_last_stamp_ms(stamp_ms);
@@ -68,7 +85,7 @@ impl Ledger {
         };
         Ok(match command {
             LedgerCommand::Submit(payments) => {
-                CommandOutcome::Submitted(self.submit(overlay, at, payments)?)
+                CommandOutcome::Submitted(self.submit(overlay, at, payments, precheck)?)
             }
             LedgerCommand::Settle {
                 certificate,
@@ -100,11 +117,24 @@ impl Ledger {
         overlay: &mut Overlay<'_>,
         at: Stamp,
         wire: &[pb::Payment],
+        precheck: Option<&Prechecked>,
     ) -> Result<Vec<PaymentOutcome>, StoreError> {
+        let keys = overlay.issuer_keys()?;
+        if let Some(prechecked) = precheck.and_then(|p| p.matching(at.stamp_ms, &keys, wire.len()))
+        {
+            self.prechecked_payments
+                .fetch_add(prechecked.len() as u64, Ordering::Relaxed);
+            return prechecked
+                .iter()
+                .map(|(payment, checked)| {
+                    self.submit_one(overlay, at, payment.clone(), Ok(*checked))
+                })
+                .collect();
+        }
         let mut payments = Vec::with_capacity(wire.len());
         let mut decode_errors = Vec::with_capacity(wire.len());
-        for w in wire {
-            match Payment::try_from(w) {
+        for decoded in self.validator.decode_batch(wire) {
+            match decoded {
                 Ok(p) => {
                     payments.push(p);
                     decode_errors.push(None);
@@ -112,8 +142,7 @@ impl Ledger {
                 Err(e) => decode_errors.push(Some(e)),
             }
         }
-        let keys = overlay.issuer_keys()?;
-        let ctx = ValidationContext::new(at.stamp_ms, APPLY_SKEW_MS, &keys);
+        let ctx = apply_context(at.stamp_ms, &keys);
         // Every decoded payment is validated (deterministic mode), duplicates
         // included, so the signature chunks depend on the entry's bytes alone.
         let verdicts =
@@ -321,7 +350,7 @@ impl Ledger {
         force_reason: Option<String>,
     ) -> Result<Result<CertificateSettlement, IssuerOpError>, StoreError> {
         let keys = overlay.issuer_keys()?;
-        let ctx = ValidationContext::new(at.stamp_ms, APPLY_SKEW_MS, &keys);
+        let ctx = apply_context(at.stamp_ms, &keys);
         let cert_id = match self.validator.check_certificate(certificate, &ctx) {
             Ok(id) => id,
             Err(reason) => return Ok(Err(IssuerOpError::InvalidCertificate(reason))),

@@ -17,6 +17,7 @@ mod ledger_read;
 pub mod memory;
 mod outcome;
 mod overlay;
+mod precheck;
 
 pub use command::{CommandError, LedgerCommand};
 pub use digest::StateDigest;
@@ -26,3 +27,4 @@ pub use ledger_read::{
 };
 pub use outcome::{CommandOutcome, IssuerOpError, PaymentOutcome};
 pub use overlay::{Evidence, Overlay, WriteSet};
+pub use precheck::{Prechecked, apply_context};

@@ -13,6 +13,7 @@ use rocksdb::{
 
 use super::io_err;
 use super::keys::{u64_from_key, u64_key};
+use super::recent_entries::{RecentEntries, RecentEntriesLimits};
 use crate::consensus::{
     Entry, LogId, TypeConfig, Vote, decode_entry, decode_log_id, decode_owned_entry, decode_vote,
     encode_entry, encode_log_id, encode_vote,
@@ -29,6 +30,10 @@ type Pending = IOFlushed<TypeConfig>;
 
 struct Inner {
     db: DB,
+    /// The newest entries as appended, for reads right after (see
+    /// [`RecentEntries`]); locked across each append's write so it never
+    /// runs ahead of or behind the log for a reader.
+    recent: std::sync::Mutex<RecentEntries>,
     /// Send side of the group-commit queue; `None` once shutting down.
     flush_tx: std::sync::Mutex<Option<mpsc::Sender<Pending>>>,
 }
@@ -62,6 +67,7 @@ impl LogStore {
         let (tx, rx) = mpsc::channel::<Pending>();
         let inner = Arc::new(Inner {
             db,
+            recent: std::sync::Mutex::new(RecentEntries::new(RecentEntriesLimits::default())),
             flush_tx: std::sync::Mutex::new(Some(tx)),
         });
         let weak = Arc::downgrade(&inner);
@@ -91,6 +97,12 @@ impl LogStore {
             .db
             .cf_handle(name)
             .expect("column families are created at open")
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, RecentEntries> {
+        // Every mutation keeps the run contiguous before it can panic, so a
+        // poisoned lock still guards a consistent cache.
+        self.inner.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn get_meta(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
@@ -153,6 +165,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&i) => i.saturating_add(1),
             Bound::Unbounded => 0,
         };
+        let end = match range.end_bound() {
+            Bound::Included(&i) => Some(i.saturating_add(1)),
+            Bound::Excluded(&i) => Some(i),
+            Bound::Unbounded => None,
+        };
+        if let Some(entries) = self.recent().range(start, end) {
+            return Ok(entries);
+        }
         let mut entries = Vec::new();
         let it = self.inner.db.iterator_cf(
             self.cf(CF_LOGS),
@@ -224,16 +244,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let mut batch = WriteBatch::default();
-        for entry in entries {
+        for entry in &entries {
             batch.put_cf(
                 self.cf(CF_LOGS),
                 u64_key(entry.log_id.index()),
-                encode_entry(&entry),
+                encode_entry(entry),
             );
         }
         // Into the WAL now (no fsync); the flusher fsyncs and then calls back.
-        self.inner.db.write(batch).map_err(io_err)?;
+        {
+            let mut recent = self.recent();
+            self.inner.db.write(batch).map_err(io_err)?;
+            for entry in entries {
+                recent.appended(entry);
+            }
+        }
         let sender = self
             .inner
             .flush_tx
@@ -248,6 +275,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
         let from = last_log_id.map_or(0, |id| id.index() + 1);
+        // Forgotten here first: a read in between falls back to the log.
+        self.recent().truncated_from(from);
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(self.cf(CF_LOGS), u64_key(from), u64_key(u64::MAX));
         // delete_range's end is exclusive: remove a (theoretical) last index too.
@@ -256,6 +285,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
+        self.recent().purged_upto(log_id.index());
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_META), KEY_LAST_PURGED, encode_log_id(&log_id));
         batch.delete_range_cf(self.cf(CF_LOGS), u64_key(0), u64_key(log_id.index() + 1));

@@ -5,6 +5,7 @@
 mod keys;
 pub mod log_store;
 pub mod memory_budget;
+mod recent_entries;
 pub mod snapshot_file;
 pub mod state_store;
 pub mod usage_report;

@@ -336,6 +336,16 @@ async fn every_node_exports_verdicts_raft_progress_and_storage_sizes() {
         );
         assert!(must_series(&text, "spentledger_raft_term", &node_label) >= 1.0);
         assert!(must_series(&text, "spentledger_apply_seconds_count", &node_label) >= 1.0);
+        // The leader applies its own entry with the verdicts its ingress
+        // computed (the forged payment was never proposed); followers validate.
+        let prechecked = series(
+            &text,
+            "spentledger_apply_prechecked_payments_total",
+            &node_label,
+        )
+        .unwrap_or(0.0);
+        let expected = if node.id == leader { 1.0 } else { 0.0 };
+        assert_eq!(prechecked, expected, "node {me}: prechecked payments");
         let state_bytes = must_series(&text, "spentledger_rocksdb_sst_bytes", &[("db", "state")])
             + must_series(
                 &text,

@@ -6,4 +6,5 @@ mod hostile;
 mod invariants;
 mod issuer_ops;
 mod payments;
+mod precheck;
 mod world;

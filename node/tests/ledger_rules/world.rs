@@ -3,7 +3,7 @@
 
 use spentledger_node::state_machine::memory::MemLedger;
 use spentledger_node::state_machine::{
-    CommandOutcome, Ledger, LedgerConfig, Overlay, PaymentOutcome, StateDigest,
+    CommandOutcome, Ledger, LedgerConfig, Overlay, PaymentOutcome, Prechecked, StateDigest,
 };
 use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
 use spentledger_protocol::types::{Currency, IdText, RevocationReason};
@@ -104,12 +104,31 @@ impl World {
     /// Applies several entries in one apply call (one write set), as openraft
     /// may hand a replica several committed entries at once.
     pub fn apply_group(&mut self, cmds: &[pb::Command]) -> Vec<CommandOutcome> {
+        self.apply_group_prechecked(cmds.iter().map(|cmd| (cmd, None)))
+    }
+
+    /// Applies one entry with the verdicts its proposer computed, as the
+    /// leader applies its own entries.
+    pub fn apply_prechecked(
+        &mut self,
+        cmd: &pb::Command,
+        precheck: Option<&Prechecked>,
+    ) -> CommandOutcome {
+        self.apply_group_prechecked([(cmd, precheck)])
+            .pop()
+            .expect("one outcome")
+    }
+
+    fn apply_group_prechecked<'a>(
+        &mut self,
+        cmds: impl IntoIterator<Item = (&'a pb::Command, Option<&'a Prechecked>)>,
+    ) -> Vec<CommandOutcome> {
         let mut overlay = Overlay::new(&self.store);
         let mut outcomes = Vec::new();
-        for cmd in cmds {
+        for (cmd, precheck) in cmds {
             let outcome = self
                 .ledger
-                .apply(&mut overlay, self.next_index, cmd)
+                .apply(&mut overlay, self.next_index, cmd, precheck)
                 .expect("in-memory store never fails");
             self.digest = self.digest.fold(self.next_index, Some(&outcome));
             self.next_index += 1;

@@ -134,6 +134,15 @@ impl Validator {
         })
     }
 
+    /// Decodes wire payments on the pool, one result per payment, in order.
+    pub fn decode_batch(&self, wire: &[pb::Payment]) -> Vec<Result<Payment, DecodeError>> {
+        self.pool.install(|| {
+            wire.par_chunks(RULES_CHUNK)
+                .flat_map_iter(|chunk| chunk.iter().map(Payment::try_from))
+                .collect()
+        })
+    }
+
     /// Decodes wire payments and validates those that decode; an undecodable
     /// payment gets `MALFORMED` (or `TOO_MANY_INPUTS`) with the decode error.
     /// Payments that fail to decode take no part in signature chunking, so the
@@ -147,8 +156,8 @@ impl Validator {
         // Move decoded payments into one batch; remember where the failures were.
         let mut payments = Vec::with_capacity(wire.len());
         let mut decode_errors: Vec<Option<DecodeError>> = Vec::with_capacity(wire.len());
-        for w in wire {
-            match Payment::try_from(w) {
+        for decoded in self.decode_batch(wire) {
+            match decoded {
                 Ok(payment) => {
                     payments.push(payment);
                     decode_errors.push(None);

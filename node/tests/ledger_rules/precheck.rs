@@ -1,0 +1,148 @@
+//! The leader applies its own entries with the verdicts its ingress computed
+//! (a precheck) instead of validating again. That may change speed only: the
+//! outcomes and the digest must be those of validating again, and a precheck
+//! computed in another context (stamp, issuer keys) must not be used.
+
+use spentledger_node::state_machine::{
+    CommandOutcome, LedgerRead, PaymentOutcome, Prechecked, apply_context,
+};
+use spentledger_protocol::validate::Checked;
+use spentledger_protocol::{Payment, RejectReason, ValidationMode, Validator, pb};
+
+use crate::world::*;
+
+fn ingress_validator() -> Validator {
+    Validator::new(2, 1_024).expect("validator threads")
+}
+
+/// What the node's ingress does with a gathered entry: validates it as apply
+/// will (deterministic mode, apply's context), keeps the payments that pass
+/// and their verdicts.
+fn ingress_entry(
+    world: &World,
+    validator: &Validator,
+    stamp_ms: u64,
+    payments: &[Payment],
+) -> (pb::Command, Prechecked) {
+    let keys = world.store.issuer_keys().expect("in-memory store");
+    let verdicts = validator.validate_batch(
+        payments,
+        &apply_context(stamp_ms, &keys),
+        ValidationMode::Deterministic,
+    );
+    let passed: Vec<(Payment, Checked)> = payments
+        .iter()
+        .cloned()
+        .zip(verdicts)
+        .filter_map(|(payment, verdict)| verdict.ok().map(|checked| (payment, checked)))
+        .collect();
+    let kept: Vec<Payment> = passed.iter().map(|(p, _)| p.clone()).collect();
+    (
+        submit_cmd(stamp_ms, &kept),
+        Prechecked::new(stamp_ms, keys, passed),
+    )
+}
+
+fn must_submitted(outcome: CommandOutcome) -> Vec<PaymentOutcome> {
+    match outcome {
+        CommandOutcome::Submitted(outcomes) => outcomes,
+        other => panic!("expected payment outcomes, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_precheck_gives_the_outcomes_and_digest_of_validating_again() {
+    let validator = ingress_validator();
+    let mut leader = World::new();
+    let mut follower = World::new();
+    let mut wallets: Vec<_> = (0..30u8).map(|d| wallet(d, 3_000)).collect();
+    let mut previous: Vec<Payment> = Vec::new();
+    let mut proposed = 0;
+    for round in 0..4u64 {
+        eprintln!("--- round {round}: fresh payments, double spends, bad amounts, retries");
+        let mut batch: Vec<Payment> = Vec::new();
+        for (d, w) in wallets.iter_mut().enumerate() {
+            let amount = 1 + (d as u64 + round * 5) % 30;
+            let Ok(p) = w.pay(amount, &id("m"), [round as u8; 32], T0_MS + 600_000) else {
+                continue;
+            };
+            batch.push(p.clone());
+            if d % 7 == 0 {
+                let tokens: Vec<u32> = p.inputs.iter().map(|i| i.leaf.index).collect();
+                batch.push(
+                    w.sign_payment(&tokens, p.counter + 100, &id("m2"), [9; 32], T0_MS)
+                        .expect("sign"),
+                );
+            }
+            if d % 11 == 0 {
+                let mut bad = p.clone();
+                bad.amount += 1; // fails a rule: ingress answers it, never proposes it
+                batch.push(bad);
+            }
+        }
+        batch.extend(previous.iter().take(3).cloned()); // retries: DUPLICATE
+        previous.clone_from(&batch);
+        let stamp_ms = T0_MS + HOUR_MS + round * 1_000;
+        let (cmd, precheck) = ingress_entry(&leader, &validator, stamp_ms, &batch);
+        proposed += precheck.len() as u64;
+        let with = must_submitted(leader.apply_prechecked(&cmd, Some(&precheck)));
+        let without = must_submitted(follower.apply_prechecked(&cmd, None));
+        assert_eq!(with, without, "round {round}: outcomes");
+        assert!(
+            with.iter()
+                .any(|o| matches!(o, PaymentOutcome::DoubleSpend { .. })),
+            "round {round} has a double spend"
+        );
+    }
+    assert_eq!(leader.digest, follower.digest, "same state digest");
+    assert_eq!(
+        leader.ledger.prechecked_payments(),
+        proposed,
+        "the leader took every verdict from its precheck"
+    );
+    assert_eq!(follower.ledger.prechecked_payments(), 0);
+}
+
+#[test]
+fn a_precheck_from_another_stamp_or_other_issuer_keys_is_not_used() {
+    let validator = ingress_validator();
+    let mut world = World::new();
+    let mut w = wallet(1, 1_000);
+    let stamp_ms = T0_MS + HOUR_MS;
+
+    eprintln!("--- the entry's stamp is not the one the verdicts were computed with");
+    let p = w.pay(10, &id("m"), [1; 32], T0_MS + 600_000).expect("pay");
+    let (mut cmd, precheck) = ingress_entry(&world, &validator, stamp_ms, &[p]);
+    cmd.stamp_ms = stamp_ms + 1;
+    let outcomes = must_submitted(world.apply_prechecked(&cmd, Some(&precheck)));
+    must_accept(&outcomes[0]);
+    assert_eq!(world.ledger.prechecked_payments(), 0, "validated again");
+
+    eprintln!("--- the issuer key was retired between ingress and apply");
+    let p = w.pay(10, &id("m"), [2; 32], T0_MS + 600_000).expect("pay");
+    let (cmd, stale) = ingress_entry(&world, &validator, stamp_ms + 10, &[p]);
+    assert_eq!(stale.len(), 1, "valid at ingress");
+    let retired = world.apply(command(
+        stamp_ms + 5,
+        pb::command::Kind::RetireKey(pb::RetireIssuerKeyCommand {
+            key_id: "bank-a".into(),
+            retired_at_ms: T0_MS - HOUR_MS, // before the certificate was issued
+        }),
+    ));
+    assert!(
+        matches!(retired, CommandOutcome::KeyRetired(Ok(_))),
+        "{retired:?}"
+    );
+    let outcomes = must_submitted(world.apply_prechecked(&cmd, Some(&stale)));
+    assert!(
+        matches!(
+            &outcomes[0],
+            PaymentOutcome::Rejected {
+                reason: RejectReason::IssuerKeyNotValid,
+                ..
+            }
+        ),
+        "apply judged by the keys it has, not the precheck's: {outcomes:?}"
+    );
+    assert_eq!(world.ledger.prechecked_payments(), 0, "validated again");
+}
