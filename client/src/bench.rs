@@ -727,8 +727,9 @@ pub async fn run(
     let (elapsed, shared) = drive(args, &endpoints, tls.as_ref(), batches, &progress).await?;
     progress.finish_and_clear();
     say("--- waiting for every running node to apply what was committed");
+    let stopped = args.stop_node.filter(|_| local.is_some()).map(|n| n - 1);
     let all_applied_after_s =
-        wait_all_applied(&endpoints, tls.as_ref(), ALL_APPLIED_WAIT_MAX).await;
+        wait_all_applied(&endpoints, stopped, tls.as_ref(), ALL_APPLIED_WAIT_MAX).await;
     let memory = sampler.map(MemorySampler::finish).unwrap_or_default();
     let accepted = shared
         .verdicts
@@ -800,38 +801,59 @@ pub async fn run(
 const ALL_APPLIED_WAIT_MAX: Duration = Duration::from_secs(300);
 const ALL_APPLIED_POLL: Duration = Duration::from_millis(50);
 
-/// Seconds until every node that answers has applied the largest commit
-/// index any of them reports now; `None` if that takes longer than `limit`
-/// or no node answers. A node that does not answer (stopped) is left out.
+/// Seconds until every node of `endpoints` (but the stopped one, by
+/// position) has applied the largest commit index any of them has reported;
+/// `None` if that takes longer than `limit`. A node that does not answer a
+/// poll (busy applying) counts as behind.
 async fn wait_all_applied(
     endpoints: &[String],
+    stopped: Option<usize>,
     tls: Option<&ClientTls>,
     limit: Duration,
 ) -> Option<f64> {
     let started = Instant::now();
-    let mut answering = Vec::new();
-    let mut target = 0;
-    for addr in endpoints {
-        if let Some(status) = crate::local_cluster::node_status(addr, tls).await {
-            target = target.max(status.committed_index);
-            answering.push(addr.clone());
-        }
-    }
-    if answering.is_empty() {
-        return None;
-    }
+    let running: Vec<&String> = endpoints
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != stopped)
+        .map(|(_, addr)| addr)
+        .collect();
+    let mut target = None;
     while started.elapsed() < limit {
         let mut behind = false;
-        for addr in &answering {
-            let applied = crate::local_cluster::node_status(addr, tls)
-                .await
-                .map_or(0, |s| s.applied_index);
-            behind |= applied < target;
+        for addr in &running {
+            match crate::local_cluster::node_status(addr, tls).await {
+                Some(status) => {
+                    let t = target.get_or_insert(0);
+                    *t = (*t).max(status.committed_index);
+                    behind |= status.applied_index < *t;
+                }
+                None => behind = true,
+            }
         }
-        if !behind {
+        if !behind && target.is_some() {
             return Some(started.elapsed().as_secs_f64());
         }
         tokio::time::sleep(ALL_APPLIED_POLL).await;
+    }
+    // Leave evidence: which node stayed behind, and in what state.
+    for addr in &running {
+        let seen = match crate::local_cluster::node_status(addr, tls).await {
+            Some(s) => format!(
+                "role {:?}, applied {}, committed {}, last log {}, digest mismatch {}",
+                pb::NodeRole::try_from(s.role).unwrap_or(pb::NodeRole::Unspecified),
+                s.applied_index,
+                s.committed_index,
+                s.last_log_index,
+                s.digest_mismatch
+            ),
+            None => "no answer".to_owned(),
+        };
+        eprintln!(
+            "warning: after {} s not every node had applied index {}: {addr}: {seen}",
+            limit.as_secs(),
+            target.unwrap_or(0)
+        );
     }
     None
 }

@@ -155,12 +155,12 @@ fn bench_args(args: &SweepArgs, case: &SweepCase) -> BenchArgs {
 /// The markdown table of a sweep's reports.
 pub fn table(reports: &[BenchReport]) -> String {
     let mut t = String::from(
-        "| case | nodes (running) | batch | gateways | double-spend share | payments/s | crypto limit | ratio | p50 ms | p99 ms | DOUBLE_SPEND | failed batches |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| case | nodes (running) | batch | gateways | double-spend share | payments/s | crypto limit | ratio | p50 ms | p99 ms | every node applied after | payments/s until then | DOUBLE_SPEND | failed batches |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for r in reports {
         t.push_str(&format!(
-            "| {} | {} ({}) | {} | {} | {}% | {:.0} | {:.0} | {:.1}% | {:.1} | {:.1} | {} | {} |\n",
+            "| {} | {} ({}) | {} | {} | {}% | {:.0} | {:.0} | {:.1}% | {:.1} | {:.1} | {} | {} | {} | {} |\n",
             r.label,
             r.nodes,
             r.nodes_running,
@@ -172,6 +172,10 @@ pub fn table(reports: &[BenchReport]) -> String {
             r.ratio() * 100.0,
             r.p50_ms,
             r.p99_ms,
+            r.all_applied_after_s
+                .map_or("-".to_owned(), |s| format!("{s:.2} s")),
+            r.throughput_all_applied_per_s()
+                .map_or("-".to_owned(), |x| format!("{x:.0}")),
             r.verdicts.get("DOUBLE_SPEND").copied().unwrap_or(0),
             r.failed_batches,
         ));

@@ -278,13 +278,13 @@ async fn propose_checked(
     let in_flight = Arc::new(Semaphore::new(limits.entries_in_flight_max.max(1)));
     while let Some(item) = checking.recv().await {
         let checked = match item.check.await {
-            Ok(Ok(checked)) => checked,
-            Ok(Err(e)) => {
-                answer_unrouted(item.callers, Status::internal(format!("ingress: {e}")));
-                continue;
-            }
-            Err(e) => {
-                answer_unrouted(item.callers, Status::internal(format!("ingress: {e}")));
+            Ok(result) => result.map_err(|store| store.to_string()),
+            Err(task) => Err(task.to_string()),
+        };
+        let checked = match checked {
+            Ok(checked) => checked,
+            Err(why) => {
+                answer_unrouted(item.callers, Status::internal(format!("ingress: {why}")));
                 continue;
             }
         };
