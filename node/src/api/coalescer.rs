@@ -229,6 +229,8 @@ struct Checking {
     check: tokio::task::JoinHandle<Result<CheckedEntry, crate::state_machine::StoreError>>,
     callers: Vec<(usize, oneshot::Sender<Submitted>)>,
     batches: usize,
+    /// Encoded bytes of the gathered payments (counted once, at submission).
+    bytes: usize,
     started: std::time::Instant,
 }
 
@@ -246,6 +248,7 @@ async fn check_and_propose(
     while let Some(group) = groups.recv().await {
         let started = std::time::Instant::now();
         let batches = group.len();
+        let bytes = group.iter().map(|p| p.bytes).sum();
         let mut wire = Vec::with_capacity(group.iter().map(|p| p.payments.len()).sum());
         let mut callers = Vec::with_capacity(group.len());
         for pending in group {
@@ -259,6 +262,7 @@ async fn check_and_propose(
             check,
             callers,
             batches,
+            bytes,
             started,
         };
         if checking.send(item).await.is_err() {
@@ -318,8 +322,9 @@ async fn propose_checked(
             .acquire_owned()
             .await
             .expect("the in-flight semaphore is never closed");
-        let bytes = proposed.iter().map(Message::encoded_len).sum();
-        metrics.entry_proposed(item.batches, proposed.len(), bytes);
+        // The gathered bytes: payments refused at ingress are few, and
+        // measuring the proposed ones again would cost a pass over the entry.
+        metrics.entry_proposed(item.batches, proposed.len(), item.bytes);
         let command = pb::Command {
             stamp_ms,
             kind: Some(pb::command::Kind::Submit(pb::SubmitPayments {
