@@ -1,3 +1,4 @@
+use prost::Message;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Read;
@@ -122,6 +123,21 @@ fn decode_error(target: NodeId, e: impl std::fmt::Display) -> RPCError<TypeConfi
     )))
 }
 
+/// The slowest rate at which a follower is expected to receive, store and
+/// fsync entries. openraft gives each AppendEntries the heartbeat interval
+/// (`hard_ttl`); that is enough for a heartbeat or a small entry, not for
+/// megabytes of them. A follower a few big entries behind then timed out on
+/// every retry of the same request and never caught up (seen in a benchmark;
+/// `tests/cluster/partitions.rs` reproduces it).
+const APPEND_BYTES_PER_S_MIN: u64 = 16 << 20;
+
+/// The deadline of an AppendEntries of `bytes`: openraft's TTL plus the time
+/// its payload may take at [`APPEND_BYTES_PER_S_MIN`].
+fn append_timeout(option: &RPCOption, bytes: usize) -> std::time::Duration {
+    let payload_ms = (bytes as u64).saturating_mul(1_000) / APPEND_BYTES_PER_S_MIN;
+    option.hard_ttl() + std::time::Duration::from_millis(payload_ms)
+}
+
 impl PeerNetwork {
     /// The fault layer's verdict on this RPC (always through in production).
     async fn through(&self, kind: RpcKind) -> Result<(), RPCError<TypeConfig>> {
@@ -153,9 +169,13 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.through(RpcKind::Append).await?;
+        let message = append_request_to_pb(&rpc);
+        let mut request = tonic::Request::new(message);
+        let bytes = request.get_ref().encoded_len();
+        request.set_timeout(append_timeout(&option, bytes));
         let response = self
             .client()?
-            .append_entries(Self::request(append_request_to_pb(&rpc), &option))
+            .append_entries(request)
             .await
             .map_err(|s| rpc_error(self.target, &s))?;
         append_response_from_pb(response.into_inner()).map_err(|e| decode_error(self.target, e))
