@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use spentledger_protocol::{Payment, RejectReason, ValidationMode, Validator, pb};
+use spentledger_protocol::{RejectReason, ValidationMode, Validator, pb};
 
 use crate::consensus::StateHandle;
 use crate::state_machine::{LedgerRead, PaymentOutcome, Prechecked, StoreError, apply_context};
@@ -58,23 +58,9 @@ impl IngressCheck {
         let store = self.state.current();
         let keys = store.issuer_keys()?;
         let ctx = apply_context(stamp_ms, &keys);
-        let decoded = self.validator.decode_batch(&wire);
         // Apply validates the decoded payments of an entry together (the
         // undecodable take no part), so the same is done here.
-        let (payments, slots): (Vec<Payment>, Vec<Option<spentledger_protocol::DecodeError>>) = {
-            let mut payments = Vec::with_capacity(wire.len());
-            let mut slots = Vec::with_capacity(wire.len());
-            for d in decoded {
-                match d {
-                    Ok(p) => {
-                        payments.push(p);
-                        slots.push(None);
-                    }
-                    Err(e) => slots.push(Some(e)),
-                }
-            }
-            (payments, slots)
-        };
+        let (payments, slots) = self.validator.decode_split(&wire);
         let verdicts =
             self.validator
                 .validate_batch(&payments, &ctx, ValidationMode::Deterministic);

@@ -131,17 +131,7 @@ impl Ledger {
                 })
                 .collect();
         }
-        let mut payments = Vec::with_capacity(wire.len());
-        let mut decode_errors = Vec::with_capacity(wire.len());
-        for decoded in self.validator.decode_batch(wire) {
-            match decoded {
-                Ok(p) => {
-                    payments.push(p);
-                    decode_errors.push(None);
-                }
-                Err(e) => decode_errors.push(Some(e)),
-            }
-        }
+        let (payments, decode_errors) = self.validator.decode_split(wire);
         let ctx = apply_context(at.stamp_ms, &keys);
         // Every decoded payment is validated (deterministic mode), duplicates
         // included, so the signature chunks depend on the entry's bytes alone.

@@ -134,13 +134,29 @@ impl Validator {
         })
     }
 
-    /// Decodes wire payments on the pool, one result per payment, in order.
-    pub fn decode_batch(&self, wire: &[pb::Payment]) -> Vec<Result<Payment, DecodeError>> {
-        self.pool.install(|| {
+    /// Decodes wire payments on the pool. Returns the payments that decode,
+    /// in order, and one slot per wire payment: `None` where it decoded (the
+    /// next of those payments), its error where it did not. Validating the
+    /// decoded ones together is what both ingress and apply do, so signature
+    /// chunks depend on the entry's bytes alone.
+    pub fn decode_split(&self, wire: &[pb::Payment]) -> (Vec<Payment>, Vec<Option<DecodeError>>) {
+        let decoded: Vec<Result<Payment, DecodeError>> = self.pool.install(|| {
             wire.par_chunks(RULES_CHUNK)
                 .flat_map_iter(|chunk| chunk.iter().map(Payment::try_from))
                 .collect()
-        })
+        });
+        let mut payments = Vec::with_capacity(decoded.len());
+        let mut slots = Vec::with_capacity(decoded.len());
+        for d in decoded {
+            match d {
+                Ok(payment) => {
+                    payments.push(payment);
+                    slots.push(None);
+                }
+                Err(e) => slots.push(Some(e)),
+            }
+        }
+        (payments, slots)
     }
 
     /// Decodes wire payments and validates those that decode; an undecodable
@@ -153,18 +169,7 @@ impl Validator {
         ctx: &ValidationContext<'_>,
         mode: ValidationMode,
     ) -> Vec<Result<rules::Checked, (RejectReason, Option<DecodeError>)>> {
-        // Move decoded payments into one batch; remember where the failures were.
-        let mut payments = Vec::with_capacity(wire.len());
-        let mut decode_errors: Vec<Option<DecodeError>> = Vec::with_capacity(wire.len());
-        for decoded in self.decode_batch(wire) {
-            match decoded {
-                Ok(payment) => {
-                    payments.push(payment);
-                    decode_errors.push(None);
-                }
-                Err(e) => decode_errors.push(Some(e)),
-            }
-        }
+        let (payments, decode_errors) = self.decode_split(wire);
         let mut verdicts = self.validate_batch(&payments, ctx, mode).into_iter();
         decode_errors
             .into_iter()
