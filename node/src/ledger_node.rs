@@ -13,9 +13,7 @@ use crate::api::{
     AdminService, ApiLimits, Coalescer, Forwarder, IngressCheck, IssuerService, SettlementService,
 };
 use crate::consensus::{LedgerStateMachine, NodeId, StateHandle, TypeConfig};
-use crate::network::{
-    PeerDialer, PeerNetworkFactory, RAFT_MESSAGE_BYTES_MAX, RaftService, append_entries_max,
-};
+use crate::network::{PeerDialer, PeerNetworkFactory, RAFT_MESSAGE_BYTES_MAX, RaftService};
 use crate::ops::{MetricsSources, NodeMetrics, Quarantine, run_digest_audit, serve_metrics};
 use crate::security::{NodeTls, RoleGuardLayer};
 use crate::state_machine::{Ledger, LedgerConfig};
@@ -225,16 +223,9 @@ impl LedgerNode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_after_entries),
             max_in_snapshot_log_to_keep: t.logs_kept_after_snapshot,
             purge_batch_size: 1,
-            // An entry holds at most one entry's worth of payments, or one
-            // whole client batch when that is larger (the first batch of a
-            // group is never split).
-            max_payload_entries: append_entries_max(
-                options
-                    .api
-                    .submit
-                    .entry_bytes_max
-                    .max(API_MESSAGE_BYTES_MAX),
-            ),
+            // openraft's default count of entries per AppendEntries (300)
+            // stays; their bytes are bounded by the log store's replication
+            // reads (`REPLICATION_READ_BYTES_MAX`).
             ..Default::default()
         }
         .validate()

@@ -17,47 +17,30 @@ pub use raft_service::RaftService;
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 /// Largest snapshot a node accepts.
 pub const SNAPSHOT_BYTES_MAX: u64 = 64 << 30;
-/// Largest gRPC message between nodes (entries per AppendEntries are bounded
-/// by [`append_entries_max`]).
+/// Largest gRPC message between nodes. An AppendEntries stays under it
+/// because the log store's replication reads return at most
+/// [`REPLICATION_READ_BYTES_MAX`] of entries, or one entry alone, and an
+/// entry's payments are at most half of it (`config.rs`).
 pub const RAFT_MESSAGE_BYTES_MAX: usize = 64 << 20;
-/// An entry's encoding beyond its payments' bytes: a tag and a length per
-/// payment (at most 100,000 per entry), the command's and the entry's headers.
-const ENTRY_FRAMING_BYTES_MAX: usize = 1 << 20;
-
-/// The most entries one AppendEntries may carry (openraft's
-/// `max_payload_entries`) so that it always fits [`RAFT_MESSAGE_BYTES_MAX`]
-/// when no entry's payments exceed `entry_payments_bytes_max`.
-///
-/// Why: openraft batches up to 300 entries by default. A follower a few big
-/// entries behind was sent an AppendEntries over the limit, the send failed,
-/// and the same request was retried forever: the follower never caught up
-/// (seen in a benchmark, where one follower trails on shared cores).
-pub fn append_entries_max(entry_payments_bytes_max: usize) -> u64 {
-    let per_entry = entry_payments_bytes_max.saturating_add(ENTRY_FRAMING_BYTES_MAX);
-    u64::try_from((RAFT_MESSAGE_BYTES_MAX / per_entry).max(1)).expect("a count of entries fits u64")
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::log_store::REPLICATION_READ_BYTES_MAX;
+
+    /// A tag and a length per payment (at most 100,000 per entry), the
+    /// command's and the entry's headers.
+    const ENTRY_FRAMING_BYTES_MAX: usize = 1 << 20;
+    /// A log id and a length per entry, for openraft's 300 entries at most.
+    const APPEND_FRAMING_BYTES_MAX: usize = 300 * 64;
 
     #[test]
-    fn a_full_append_entries_fits_the_message_limit() {
-        for entry_bytes in [
-            1_024,
-            1 << 20,
-            8 << 20,
-            16 << 20,
-            RAFT_MESSAGE_BYTES_MAX / 2,
-        ] {
-            let n = append_entries_max(entry_bytes);
-            assert!(n >= 1, "{entry_bytes}: at least one entry per message");
-            let worst = n as usize * (entry_bytes + ENTRY_FRAMING_BYTES_MAX);
-            assert!(
-                worst <= RAFT_MESSAGE_BYTES_MAX,
-                "{entry_bytes}: {n} entries take up to {worst} bytes"
-            );
-        }
-        assert_eq!(append_entries_max(16 << 20), 3);
+    fn the_largest_append_entries_fits_the_message_limit() {
+        let largest_entry = RAFT_MESSAGE_BYTES_MAX / 2 + ENTRY_FRAMING_BYTES_MAX;
+        let worst = REPLICATION_READ_BYTES_MAX.max(largest_entry) + APPEND_FRAMING_BYTES_MAX;
+        assert!(
+            worst <= RAFT_MESSAGE_BYTES_MAX,
+            "an AppendEntries may take {worst} bytes, over {RAFT_MESSAGE_BYTES_MAX}"
+        );
     }
 }

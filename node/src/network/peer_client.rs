@@ -126,9 +126,8 @@ fn decode_error(target: NodeId, e: impl std::fmt::Display) -> RPCError<TypeConfi
 /// The slowest rate at which a follower is expected to receive, store and
 /// fsync entries. openraft gives each AppendEntries the heartbeat interval
 /// (`hard_ttl`); that is enough for a heartbeat or a small entry, not for
-/// megabytes of them. A follower a few big entries behind then timed out on
-/// every retry of the same request and never caught up (seen in a benchmark;
-/// `tests/cluster/partitions.rs` reproduces it).
+/// megabytes of them: a follower a few big entries behind would time out on
+/// every retry of the same request.
 const APPEND_BYTES_PER_S_MIN: u64 = 16 << 20;
 
 /// The deadline of an AppendEntries of `bytes`: openraft's TTL plus the time
@@ -172,6 +171,15 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         let message = append_request_to_pb(&rpc);
         let mut request = tonic::Request::new(message);
         let bytes = request.get_ref().encoded_len();
+        if bytes > RAFT_MESSAGE_BYTES_MAX {
+            // The encoder would refuse it and the peer would see only a reset
+            // stream; say why instead. Replication reads are bounded so that
+            // this cannot happen (`storage::log_store`).
+            return Err(RPCError::Network(NetworkError::from_string(format!(
+                "AppendEntries to node {} of {bytes} bytes is over the {RAFT_MESSAGE_BYTES_MAX}-byte Raft message limit",
+                self.target
+            ))));
+        }
         request.set_timeout(append_timeout(&option, bytes));
         let response = self
             .client()?

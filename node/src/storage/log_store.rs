@@ -13,7 +13,7 @@ use rocksdb::{
 
 use super::io_err;
 use super::keys::{u64_from_key, u64_key};
-use super::recent_entries::{RecentEntries, RecentEntriesLimits};
+use super::recent_entries::{EntryBytesBudget, RecentEntries, RecentEntriesLimits};
 use crate::consensus::{
     Entry, LogId, TypeConfig, Vote, decode_entry, decode_log_id, decode_owned_entry, decode_vote,
     encode_entry, encode_log_id, encode_vote,
@@ -24,6 +24,17 @@ const CF_META: &str = "meta";
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
 const KEY_COMMITTED: &[u8] = b"committed";
+
+/// The most bytes of entries one read for replication returns (openraft's
+/// `limited_get_log_entries`; one AppendEntries carries one such read).
+///
+/// Why: the Raft message limit is 64 MiB. Counting entries alone let a
+/// follower a few big entries behind be sent an AppendEntries over it: the
+/// send failed before a byte left, openraft resent the same range, and the
+/// follower never caught up (seen in a benchmark sweep). Half the limit
+/// leaves room for one entry over the budget (entries are at most half the
+/// limit, `config.rs`) and for the message's framing.
+pub const REPLICATION_READ_BYTES_MAX: usize = 32 << 20;
 
 /// Appends waiting for their fsync, handed to the flusher thread.
 type Pending = IOFlushed<TypeConfig>;
@@ -48,6 +59,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct LogStore {
     inner: Arc<Inner>,
+    /// See [`REPLICATION_READ_BYTES_MAX`].
+    read_bytes_max: usize,
 }
 
 impl LogStore {
@@ -74,7 +87,17 @@ impl LogStore {
         std::thread::Builder::new()
             .name("raft-log-fsync".into())
             .spawn(move || flusher(weak, rx))?;
-        Ok(LogStore { inner })
+        Ok(LogStore {
+            inner,
+            read_bytes_max: REPLICATION_READ_BYTES_MAX,
+        })
+    }
+
+    /// The same store, with replication reads bounded by `bytes_max`
+    /// instead of [`REPLICATION_READ_BYTES_MAX`] (tests use small bounds).
+    pub fn with_read_bytes_max(mut self, bytes_max: usize) -> Self {
+        self.read_bytes_max = bytes_max.max(1);
+        self
     }
 
     /// Estimated on-disk and in-memory size, for metrics.
@@ -155,6 +178,37 @@ fn flusher(store: std::sync::Weak<Inner>, rx: mpsc::Receiver<Pending>) {
     }
 }
 
+impl LogStore {
+    /// Entries `start..end` (`end` exclusive; `None`: to the log's end), in
+    /// order, stopping before the entry that would take their bytes past
+    /// `bytes_max` (the first is always returned).
+    fn read_entries(
+        &self,
+        start: u64,
+        end: Option<u64>,
+        bytes_max: usize,
+    ) -> io::Result<Vec<Entry>> {
+        if let Some(entries) = self.recent().range(start, end, bytes_max) {
+            return Ok(entries);
+        }
+        let mut entries = Vec::new();
+        let mut budget = EntryBytesBudget::new(bytes_max);
+        let it = self.inner.db.iterator_cf(
+            self.cf(CF_LOGS),
+            IteratorMode::From(&u64_key(start), Direction::Forward),
+        );
+        for item in it {
+            let (key, value) = item.map_err(io_err)?;
+            let index = u64_from_key(&key).ok_or_else(|| io_err("log key is not 8 bytes"))?;
+            if end.is_some_and(|end| index >= end) || !budget.admits(value.len()) {
+                break;
+            }
+            entries.push(decode_owned_entry(prost::bytes::Bytes::from(value))?);
+        }
+        Ok(entries)
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -170,23 +224,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&i) => Some(i),
             Bound::Unbounded => None,
         };
-        if let Some(entries) = self.recent().range(start, end) {
-            return Ok(entries);
-        }
-        let mut entries = Vec::new();
-        let it = self.inner.db.iterator_cf(
-            self.cf(CF_LOGS),
-            IteratorMode::From(&u64_key(start), Direction::Forward),
-        );
-        for item in it {
-            let (key, value) = item.map_err(io_err)?;
-            let index = u64_from_key(&key).ok_or_else(|| io_err("log key is not 8 bytes"))?;
-            if !range.contains(&index) {
-                break;
-            }
-            entries.push(decode_owned_entry(prost::bytes::Bytes::from(value))?);
-        }
-        Ok(entries)
+        self.read_entries(start, end, usize::MAX)
+    }
+
+    /// Replication's read: at most [`REPLICATION_READ_BYTES_MAX`] of
+    /// entries (never none when the range holds one), so that every
+    /// AppendEntries fits the Raft message limit.
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> io::Result<Vec<Entry>> {
+        self.read_entries(start, Some(end), self.read_bytes_max)
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<Vote>> {

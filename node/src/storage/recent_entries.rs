@@ -44,6 +44,48 @@ fn weight(entry: &Entry) -> usize {
     }
 }
 
+/// An entry's bytes on the wire, near enough: its encoded command (what the
+/// log stores and AppendEntries carries), or a small constant for blank and
+/// membership entries.
+pub fn wire_bytes(entry: &Entry) -> usize {
+    match &entry.payload {
+        EntryPayload::Normal(request) => request.encoded().len(),
+        _ => 64,
+    }
+}
+
+/// How many bytes of entries one read for replication returns: entries are
+/// taken in order while their total stays within `bytes_max`, and the first
+/// one always, so a read never comes back empty (openraft's contract for
+/// `limited_get_log_entries`) and never stops a follower on one big entry.
+#[derive(Debug)]
+pub struct EntryBytesBudget {
+    bytes_max: usize,
+    taken_bytes: usize,
+    taken: usize,
+}
+
+impl EntryBytesBudget {
+    pub fn new(bytes_max: usize) -> Self {
+        EntryBytesBudget {
+            bytes_max,
+            taken_bytes: 0,
+            taken: 0,
+        }
+    }
+
+    /// Whether an entry of `bytes` still fits; if so it counts as taken.
+    pub fn admits(&mut self, bytes: usize) -> bool {
+        let total = self.taken_bytes.saturating_add(bytes);
+        if self.taken > 0 && total > self.bytes_max {
+            return false;
+        }
+        self.taken_bytes = total;
+        self.taken += 1;
+        true
+    }
+}
+
 /// A contiguous run of the log's newest entries.
 ///
 /// Contract: whenever it is not empty, its entries are exactly the log's
@@ -107,8 +149,11 @@ impl RecentEntries {
     }
 
     /// Entries `start..end` (`end` exclusive; `None`: to the log's end) when
-    /// all of them are held; `None` when some must come from the log.
-    pub fn range(&self, start: u64, end: Option<u64>) -> Option<Vec<Entry>> {
+    /// all of them are held, `None` when some must come from the log;
+    /// stopping before the entry that would take their wire bytes past
+    /// `bytes_max` (the first entry is always included, whatever its size):
+    /// see [`EntryBytesBudget`].
+    pub fn range(&self, start: u64, end: Option<u64>, bytes_max: usize) -> Option<Vec<Entry>> {
         let first = self.first_index()?;
         let last = self.last_index()?;
         let end = end.unwrap_or(last + 1);
@@ -120,7 +165,14 @@ impl RecentEntries {
         }
         let from = usize::try_from(start - first).ok()?;
         let to = usize::try_from(end - first).ok()?;
-        Some(self.entries.range(from..to).cloned().collect())
+        let mut budget = EntryBytesBudget::new(bytes_max);
+        Some(
+            self.entries
+                .range(from..to)
+                .take_while(|entry| budget.admits(wire_bytes(entry)))
+                .cloned()
+                .collect(),
+        )
     }
 
     fn pop_front(&mut self) {
@@ -167,12 +219,27 @@ mod tests {
             recent.appended(entry(i, 10));
         }
         assert_eq!(recent.entries.len(), 4, "bounded by count: 3..=6");
-        assert_eq!(indexes(&recent.range(3, Some(5)).expect("held")), [3, 4]);
-        assert_eq!(indexes(&recent.range(4, None).expect("held")), [4, 5, 6]);
-        assert_eq!(recent.range(7, None).expect("past the end").len(), 0);
-        assert!(recent.range(2, Some(4)).is_none(), "2 was evicted");
+        assert_eq!(
+            indexes(&recent.range(3, Some(5), usize::MAX).expect("held")),
+            [3, 4]
+        );
+        assert_eq!(
+            indexes(&recent.range(4, None, usize::MAX).expect("held")),
+            [4, 5, 6]
+        );
+        assert_eq!(
+            recent
+                .range(7, None, usize::MAX)
+                .expect("past the end")
+                .len(),
+            0
+        );
         assert!(
-            recent.range(5, Some(8)).is_none(),
+            recent.range(2, Some(4), usize::MAX).is_none(),
+            "2 was evicted"
+        );
+        assert!(
+            recent.range(5, Some(8), usize::MAX).is_none(),
             "8 is past the log's end"
         );
     }
@@ -184,14 +251,48 @@ mod tests {
             recent.appended(entry(i, 10));
         }
         recent.truncated_from(4);
-        assert_eq!(indexes(&recent.range(1, None).expect("held")), [1, 2, 3]);
+        assert_eq!(
+            indexes(&recent.range(1, None, usize::MAX).expect("held")),
+            [1, 2, 3]
+        );
         recent.appended(entry(4, 10));
         recent.purged_upto(2);
-        assert_eq!(indexes(&recent.range(3, None).expect("held")), [3, 4]);
-        assert!(recent.range(2, None).is_none());
+        assert_eq!(
+            indexes(&recent.range(3, None, usize::MAX).expect("held")),
+            [3, 4]
+        );
+        assert!(recent.range(2, None, usize::MAX).is_none());
         recent.appended(entry(9, 10));
-        assert_eq!(indexes(&recent.range(9, None).expect("held")), [9]);
-        assert!(recent.range(4, None).is_none(), "dropped at the gap");
+        assert_eq!(
+            indexes(&recent.range(9, None, usize::MAX).expect("held")),
+            [9]
+        );
+        assert!(
+            recent.range(4, None, usize::MAX).is_none(),
+            "dropped at the gap"
+        );
+    }
+
+    #[test]
+    fn limited_ranges_stop_at_the_byte_budget_but_never_come_back_empty() {
+        let mut recent = RecentEntries::new(limits(16, 1 << 20));
+        for (i, bytes) in [(1, 40), (2, 40), (3, 40), (4, 500), (5, 10)] {
+            recent.appended(entry(i, bytes));
+        }
+        let first_two = recent.range(1, None, 100).expect("held");
+        assert_eq!(indexes(&first_two), [1, 2], "a third would make 120 > 100");
+        let big_alone = recent.range(4, None, 100).expect("held");
+        assert_eq!(
+            indexes(&big_alone),
+            [4],
+            "one entry over the budget still goes"
+        );
+        let exact = recent.range(1, Some(4), 120).expect("held");
+        assert_eq!(indexes(&exact), [1, 2, 3], "exactly the budget fits");
+        assert_eq!(
+            indexes(&recent.range(1, None, usize::MAX).expect("held")),
+            [1, 2, 3, 4, 5]
+        );
     }
 
     #[test]
@@ -199,13 +300,19 @@ mod tests {
         let mut recent = RecentEntries::new(limits(16, 100));
         recent.appended(entry(1, 60));
         recent.appended(entry(2, 60));
-        assert_eq!(indexes(&recent.range(2, None).expect("held")), [2]);
+        assert_eq!(
+            indexes(&recent.range(2, None, usize::MAX).expect("held")),
+            [2]
+        );
         recent.appended(entry(3, 500));
         assert_eq!(
             recent.entries.len(),
             1,
             "one entry over the bound is still kept"
         );
-        assert_eq!(indexes(&recent.range(3, None).expect("held")), [3]);
+        assert_eq!(
+            indexes(&recent.range(3, None, usize::MAX).expect("held")),
+            [3]
+        );
     }
 }

@@ -34,14 +34,21 @@ fn ledger() -> Arc<Ledger> {
     )
 }
 
-struct Builder;
+/// Builds our stores; `read_bytes_max` bounds the log's replication reads
+/// (`None`: the production bound).
+struct Builder {
+    read_bytes_max: Option<usize>,
+}
 
 impl StoreBuilder<TypeConfig, LogStore, LedgerStateMachine, TempDir> for Builder {
     async fn build(
         &self,
     ) -> Result<(TempDir, LogStore, LedgerStateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = LogStore::open(&dir.path().join("log")).expect("open log store");
+        let mut log = LogStore::open(&dir.path().join("log")).expect("open log store");
+        if let Some(bytes_max) = self.read_bytes_max {
+            log = log.with_read_bytes_max(bytes_max);
+        }
         let sm = LedgerStateMachine::open(&dir.path().join("state"), ledger())
             .expect("open state machine");
         Ok((dir, log, sm))
@@ -50,9 +57,84 @@ impl StoreBuilder<TypeConfig, LogStore, LedgerStateMachine, TempDir> for Builder
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_storage_suite_passes_on_our_stores() {
-    Suite::test_all(Builder)
-        .await
-        .expect("openraft storage suite");
+    Suite::test_all(Builder {
+        read_bytes_max: None,
+    })
+    .await
+    .expect("openraft storage suite");
+}
+
+/// With a one-byte budget every replication read returns a single entry:
+/// the suite's contract for `limited_get_log_entries` (a non-empty prefix)
+/// still holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_suite_passes_with_one_entry_per_replication_read() {
+    Suite::test_all(Builder {
+        read_bytes_max: Some(1),
+    })
+    .await
+    .expect("openraft storage suite, one entry per read");
+}
+
+/// Replication reads stop at the byte budget, from the in-memory newest
+/// entries and from RocksDB alike, and never return nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_reads_are_bounded_by_bytes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Entries 1..=6 of about 10, 10, 10, 50, 10, 10 KB; a 35 KB budget.
+    let sizes_kb = [10usize, 10, 10, 50, 10, 10];
+    let budget = 35 << 10;
+    let expect = [(1, vec![1, 2, 3]), (4, vec![4]), (5, vec![5, 6])];
+    let indexes =
+        |entries: Vec<Entry>| entries.iter().map(|e| e.log_id.index()).collect::<Vec<_>>();
+    {
+        let mut log = LogStore::open(dir.path())
+            .expect("open")
+            .with_read_bytes_max(budget);
+        let mut waiters = Vec::new();
+        for (i, kb) in sizes_kb.iter().enumerate() {
+            let entry = Entry {
+                log_id: lid(1, i as u64 + 1),
+                payload: EntryPayload::Normal(ClientRequest::new(junk_command(*kb << 10))),
+            };
+            let (tx, rx) = TypeConfig::oneshot();
+            log.append(vec![entry], IOFlushed::signal(tx))
+                .await
+                .expect("append");
+            waiters.push(rx);
+        }
+        for rx in waiters {
+            rx.await.expect("flusher answered").expect("fsync ok");
+        }
+        for (start, want) in &expect {
+            let got = log.limited_get_log_entries(*start, 7).await.expect("read");
+            assert_eq!(&indexes(got), want, "from memory, starting at {start}");
+        }
+        let all = log.try_get_log_entries(1..7).await.expect("read");
+        assert_eq!(indexes(all).len(), 6, "unlimited reads are not bounded");
+    }
+    let mut log = LogStore::open(dir.path())
+        .expect("reopen")
+        .with_read_bytes_max(budget);
+    for (start, want) in &expect {
+        let got = log.limited_get_log_entries(*start, 7).await.expect("read");
+        assert_eq!(&indexes(got), want, "from RocksDB, starting at {start}");
+    }
+    let got = log.limited_get_log_entries(2, 3).await.expect("read");
+    assert_eq!(indexes(got), [2], "the range's end still bounds the read");
+}
+
+/// A command whose encoding is about `bytes` long (one junk payment).
+fn junk_command(bytes: usize) -> pb::Command {
+    pb::Command {
+        stamp_ms: T0_MS,
+        kind: Some(pb::command::Kind::Submit(pb::SubmitPayments {
+            payments: vec![pb::Payment {
+                payee_id: "x".repeat(bytes),
+                ..Default::default()
+            }],
+        })),
+    }
 }
 
 fn lid(term: u64, index: u64) -> LogId {
