@@ -9,7 +9,7 @@ use openraft::{EntryPayload, OptionalSend};
 use super::codec::{decode_snapshot_meta, encode_snapshot_meta, snapshot_name};
 use super::type_config::{Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::ops::NodeMetrics;
-use crate::state_machine::{CommandOutcome, Ledger, Overlay};
+use crate::state_machine::{CommandOutcome, Ledger, Overlay, WriteSet};
 use crate::storage::snapshot_file::{self, SnapshotFile, sync_dir};
 use crate::storage::state_store::AppliedState;
 use crate::storage::{StateStore, io_err};
@@ -204,14 +204,15 @@ impl LedgerStateMachine {
     }
 }
 
-/// Applies entries on a blocking thread: validation is CPU work and RocksDB
-/// reads and the fsynced commit are blocking I/O.
-fn apply_blocking(
+/// Applies entries on a blocking thread (validation is CPU work, RocksDB
+/// reads and writes are blocking I/O): their outcomes, the state after them,
+/// and the writes that record it, not yet written.
+fn apply_entries(
     store: &StateStore,
     ledger: &Ledger,
     mut applied: AppliedState,
     entries: &[Entry],
-) -> io::Result<(AppliedState, Vec<CommandOutcome>)> {
+) -> io::Result<(AppliedState, Vec<CommandOutcome>, WriteSet)> {
     let mut overlay = Overlay::new(store);
     let mut outcomes = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -235,8 +236,7 @@ fn apply_blocking(
         applied.applied = Some(entry.log_id);
         outcomes.push(outcome);
     }
-    store.commit(&overlay.into_writes(), &applied)?;
-    Ok((applied, outcomes))
+    Ok((applied, outcomes, overlay.into_writes()))
 }
 
 impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
@@ -259,23 +259,34 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         let store = self.state.current();
         let ledger = self.ledger.clone();
         let applied = self.applied.clone();
+        let metrics = self.metrics.clone();
         let started = std::time::Instant::now();
         let entry_count = entries.len();
         let prechecked_before = self.ledger.prechecked_payments();
-        let (applied, outcomes) =
-            tokio::task::spawn_blocking(move || apply_blocking(&store, &ledger, applied, &entries))
-                .await
-                .map_err(io_err)??;
+        let applied = tokio::task::spawn_blocking(move || {
+            let (applied, outcomes, writes) = apply_entries(&store, &ledger, applied, &entries)?;
+            metrics.applied_outcomes(&outcomes);
+            // Answered before the state write: an answer needs the entry
+            // committed (in a majority's fsynced logs, so it is durable) and
+            // its outcome, which apply computes the same way on every node
+            // and on every redo. Were this node to stop before the write
+            // below, it would apply the entry again from its log at start-up
+            // with the same outcome. Reads still see the entry only after
+            // the write: openraft counts it applied when this call returns.
+            for (responder, outcome) in responders.into_iter().zip(outcomes) {
+                if let Some(responder) = responder {
+                    responder.send(outcome);
+                }
+            }
+            store.commit(&writes, &applied)?;
+            Ok::<_, io::Error>(applied)
+        })
+        .await
+        .map_err(io_err)??;
         self.applied = applied;
-        self.metrics
-            .applied(&outcomes, entry_count, started.elapsed());
+        self.metrics.applied(entry_count, started.elapsed());
         self.metrics
             .apply_prechecked(self.ledger.prechecked_payments() - prechecked_before);
-        for (responder, outcome) in responders.into_iter().zip(outcomes) {
-            if let Some(responder) = responder {
-                responder.send(outcome);
-            }
-        }
         Ok(())
     }
 

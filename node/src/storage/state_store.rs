@@ -78,7 +78,9 @@ pub struct AppliedState {
 ///
 /// Contract: every [`StateStore::commit`] is one atomic write batch holding
 /// the ledger writes of one apply call *and* the applied log id, membership
-/// and digest, so after a crash the database is at an entry boundary.
+/// and digest, so after a crash the database is at an entry boundary. A
+/// commit is not fsynced: durability comes from the Raft log, from which
+/// openraft re-applies whatever a power loss took back.
 pub struct StateStore {
     db: DB,
     dir: PathBuf,
@@ -353,8 +355,15 @@ impl StateStore {
         }
         b.put_cf(meta, META_MEMBERSHIP, encode_membership(&state.membership));
         b.put_cf(meta, META_DIGEST, state.digest.0);
+        // Written to the WAL (so a crashed process loses nothing) but not
+        // fsynced: the Raft log is the durable record. After a power loss the
+        // state may come back at an earlier entry boundary, and openraft
+        // applies the committed entries after it again at start-up (or
+        // installs the newest snapshot first when the log before it was
+        // purged). An fsync here cost the leader 10-20 ms per apply under
+        // load, on the path of every answer (docs/BENCHMARKS.md, sixth round).
         let mut opts = WriteOptions::default();
-        opts.set_sync(true);
+        opts.set_sync(false);
         self.db.write_opt(b, &opts).map_err(store_err)
     }
 

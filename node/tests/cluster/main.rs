@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 
 mod bootstrap;
 mod divergence;
+mod durability;
 mod partitions;
 mod tls;
 mod write_path;
@@ -568,6 +569,20 @@ async fn gateways_submit_over_grpc_through_any_node() {
         .expect("evidence decodes")
         .verify(&issuer().issuer_key().public_key)
         .expect("evidence verifies offline");
+
+    eprintln!("--- a linearizable read right after the answer sees the payment");
+    // Answers leave before the state write (docs/NODE.md, apply); a
+    // linearizable read waits for the write all the same.
+    let got = client
+        .get_payment(pb::GetPaymentRequest {
+            tx_id: good.tx_id().0.to_vec(),
+            consistency: pb::ReadConsistency::Linearizable as i32,
+        })
+        .await
+        .expect("get payment")
+        .into_inner();
+    assert!(got.found, "the answered payment is not readable yet");
+    assert_eq!(got.receipt, response.results[0].receipt);
 
     eprintln!("--- a retry is a duplicate with the original receipt; reads are linearizable");
     let retry = client
