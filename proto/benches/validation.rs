@@ -117,6 +117,22 @@ fn raw_signatures(c: &mut Criterion) {
                 .expect("valid")
         })
     });
+    // Once per new device certificate on every node: decompression and the
+    // prime-order subgroup check (variable time), against dalek's
+    // constant-time subgroup check alone.
+    let device_key = public[1].to_bytes();
+    group.bench_function("strong_public_key", |b| {
+        b.iter(|| {
+            spentledger_protocol::validate::point_check::strong_public_key(&device_key)
+                .expect("a strong key")
+        })
+    });
+    let point = curve25519_dalek::edwards::CompressedEdwardsY(device_key)
+        .decompress()
+        .expect("a point");
+    group.bench_function("is_torsion_free_constant_time", |b| {
+        b.iter(|| assert!(point.is_torsion_free()))
+    });
     // Batch size decides the deterministic chunk (a protocol constant).
     for size in [16usize, 32, 64, 128, 256] {
         group.throughput(Throughput::Elements(size as u64));

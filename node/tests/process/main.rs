@@ -205,21 +205,27 @@ async fn must_start_three(dir: &Path, extra: &[&str]) -> (Issuer, PathBuf, Vec<S
     (issuer, keys, addrs, procs)
 }
 
+/// Whether the node behind `channel` answers gRPC health `""` with SERVING
+/// (the readiness probe every suite here waits on).
+async fn is_serving(channel: tonic::transport::Channel) -> bool {
+    tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .is_ok_and(|r| {
+            r.into_inner().status
+                == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        })
+}
+
 async fn must_be_ready(addr: SocketAddr) {
     let deadline = Instant::now() + WAIT;
     loop {
-        if let Some(ch) = channel(addr).await {
-            let status = tonic_health::pb::health_client::HealthClient::new(ch)
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .map(|r| r.into_inner().status);
-            if status.ok()
-                == Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
-            {
-                return;
-            }
+        if let Some(ch) = channel(addr).await
+            && is_serving(ch).await
+        {
+            return;
         }
         assert!(
             Instant::now() < deadline,

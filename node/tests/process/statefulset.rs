@@ -254,13 +254,7 @@ async fn must_be_ready(pod: &mut Pod, work: &Path) {
         let probe = format!("{name}.spentledger-peer:7001");
         if let Ok(channel) =
             spentledger_client::connect::dial(&probe, Some(Duration::from_secs(2)), None).await
-            && let Ok(r) = tonic_health::pb::health_client::HealthClient::new(channel)
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-            && r.into_inner().status
-                == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            && super::is_serving(channel).await
         {
             return;
         }

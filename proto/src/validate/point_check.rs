@@ -2,8 +2,9 @@
 //! so that weak keys and non-canonical signatures are refused by rule rather
 //! than by the luck of a batch.
 
-use curve25519_dalek::edwards::CompressedEdwardsY;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::IsIdentity;
 use ed25519_dalek::{Signature, VerifyingKey};
 
 /// The y coordinates (little-endian, sign bit clear) of the eight points of
@@ -72,11 +73,25 @@ pub fn strong_public_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
     if !y_is_canonical(bytes) || is_small_order_encoding(bytes) {
         return None;
     }
+    // With y reduced, the only other non-canonical encodings set the sign
+    // bit of x = 0, which only y = 1 and y = -1 have: both of small order,
+    // refused above. So the point re-encodes to `bytes` (the tests check).
     let point = CompressedEdwardsY(*bytes).decompress()?;
-    if point.compress().as_bytes() != bytes || !point.is_torsion_free() {
+    if !in_prime_order_subgroup(&point) {
         return None;
     }
-    VerifyingKey::from_bytes(bytes).ok()
+    Some(VerifyingKey::from(point))
+}
+
+/// Whether `[l]P` is the identity, in variable time: a public key is public,
+/// so nothing leaks. curve25519-dalek's `is_torsion_free` does the same in
+/// constant time, about twice as slow, and every node runs this once per new
+/// device certificate. `[l]P = [l-1]P + P`, and `l - 1` is a reduced scalar.
+fn in_prime_order_subgroup(point: &EdwardsPoint) -> bool {
+    let l_minus_one = -Scalar::ONE;
+    let multiple =
+        EdwardsPoint::vartime_double_scalar_mul_basepoint(&l_minus_one, point, &Scalar::ZERO);
+    (multiple + point).is_identity()
 }
 
 /// A signature whose encoding is canonical: `s < l`, `R`'s y reduced, `R` not
@@ -134,6 +149,37 @@ mod tests {
         assert!(!y_is_canonical(&non_canonical));
         assert!(strong_public_key(&non_canonical).is_none());
         assert!(y_is_canonical(&SMALL_ORDER_Y[1]));
+    }
+
+    #[test]
+    fn strong_keys_keep_their_encoding() {
+        for k in 1..40u64 {
+            let point =
+                ED25519_BASEPOINT_POINT * Scalar::from(k.wrapping_mul(0x2545_f491_4f6c_dd1d));
+            let bytes = point.compress().to_bytes();
+            let key = strong_public_key(&bytes).expect("a prime-order point is a strong key");
+            assert_eq!(key.to_bytes(), bytes);
+            let mut signed_zero_x = SMALL_ORDER_Y[0];
+            signed_zero_x[31] |= 0x80;
+            assert!(strong_public_key(&signed_zero_x).is_none());
+        }
+    }
+
+    #[test]
+    fn the_subgroup_check_agrees_with_curve25519_dalek() {
+        for k in 1..40u64 {
+            let scalar = Scalar::from(k.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let prime_order = ED25519_BASEPOINT_POINT * scalar;
+            for torsion in EIGHT_TORSION {
+                let point = prime_order + torsion;
+                assert_eq!(
+                    in_prime_order_subgroup(&point),
+                    point.is_torsion_free(),
+                    "k = {k}, torsion {:02x?}",
+                    torsion.compress().as_bytes()
+                );
+            }
+        }
     }
 
     #[test]

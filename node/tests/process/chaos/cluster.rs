@@ -349,21 +349,10 @@ impl<'n> ChaosCluster<'n> {
                     .unwrap_or_default();
                 panic!("node {id} exited ({status}); its log:\n{log}");
             }
-            let mut health =
-                tonic_health::pb::health_client::HealthClient::new(self.net.channel(id));
-            let serving = tokio::time::timeout(
-                CALL_TIMEOUT,
-                health.check(tonic_health::pb::HealthCheckRequest {
-                    service: String::new(),
-                }),
-            )
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .is_some_and(|r| {
-                r.into_inner().status
-                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-            });
+            let serving =
+                tokio::time::timeout(CALL_TIMEOUT, super::super::is_serving(self.net.channel(id)))
+                    .await
+                    .unwrap_or(false);
             if serving {
                 return;
             }
