@@ -253,7 +253,10 @@ impl StateStore {
     }
 
     pub fn applied_state(&self) -> io::Result<AppliedState> {
-        applied_state_from(|key| self.get(CF_META, key))
+        // Read as of one point in time: separate reads could pair one
+        // commit's applied index with the next commit's digest, and the
+        // digest audit would take that for a divergence.
+        self.applied_state_at(&self.db.snapshot())
     }
 
     /// The applied state as of a RocksDB snapshot (consistent with its data).
@@ -265,7 +268,7 @@ impl StateStore {
     }
 
     /// Persists one apply call: the ledger writes and where it ended, in one
-    /// atomic, fsynced write batch.
+    /// atomic write batch (not fsynced: see the comment at the write).
     pub fn commit(&self, writes: &WriteSet, state: &AppliedState) -> Result<(), StoreError> {
         let mut b = WriteBatch::default();
         let mut bodies: BTreeMap<CertId, &spentledger_protocol::OfflineCertificate> =

@@ -5,20 +5,51 @@
 
 use super::*;
 
-/// Copies a directory tree (the test's stand-in for a disk image).
-fn must_copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
-    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()))
-    {
-        let entry = entry.expect("directory entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            must_copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target)
-                .unwrap_or_else(|e| panic!("copy {}: {e}", entry.path().display()));
+/// Every file under `dir` with its size, to tell whether a tree changed.
+fn listing(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => stack.push(entry.path()),
+                Ok(m) => files.push((entry.path(), m.len())),
+                Err(_) => {}
+            }
         }
     }
+    files.sort();
+    files
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies a directory tree (the test's stand-in for a disk image). A
+/// stopped node's background work (a snapshot build, a compaction) may
+/// still be finishing for a moment, so the copy is retried until the tree
+/// stayed the same while it was copied.
+fn must_copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for _ in 0..100 {
+        let _ = std::fs::remove_dir_all(to);
+        let before = listing(from);
+        if copy_tree(from, to).is_ok() && listing(from) == before {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{} kept changing after its node stopped", from.display());
 }
 
 /// The node's applied index, as its state database says.
@@ -31,12 +62,36 @@ fn applied_index(node: &LedgerNode) -> u64 {
         .map_or(0, |id| id.index)
 }
 
+/// Starts a stopped node again on its own address and data. Tasks of the
+/// stopped node may hold its databases for a moment after its shutdown
+/// returned (in a process they end with it), so a start refused for a held
+/// RocksDB lock is retried.
 async fn must_restart(cluster: &mut Cluster, id: u64) {
-    let listener = TcpListener::bind(cluster.addrs[&id])
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let listener = TcpListener::bind(cluster.addrs[&id])
+            .await
+            .expect("bind the node's own address again");
+        match try_start_node(
+            id,
+            cluster.dirs[&id].clone(),
+            listener,
+            test_api_limits(),
+            None,
+            None,
+        )
         .await
-        .expect("bind the node's own address again");
-    let node = start_node(id, cluster.dirs[&id].clone(), listener).await;
-    cluster.nodes.insert(id, node);
+        {
+            Ok(node) => {
+                cluster.nodes.insert(id, node);
+                return;
+            }
+            Err(e) if e.to_string().contains("lock") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("node {id} failed to start again: {e}"),
+        }
+    }
 }
 
 /// Takes an image of `victim`'s state database, settles `entries` more

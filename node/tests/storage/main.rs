@@ -448,3 +448,53 @@ async fn a_crash_at_any_step_of_an_install_reopens_at_a_whole_state() {
         .expect("damaged CURRENT must not open");
     assert!(err.to_string().contains("bad CURRENT"), "{err}");
 }
+
+/// The applied index and the digest a node reports (Admin.Status, and so
+/// the digest audit that quarantines a node) come from one state: never the
+/// index of one apply call with the digest of the next. A torn pair once made
+/// a healthy follower quarantine itself in a benchmark (docs/BENCHMARKS.md,
+/// sixth round).
+#[test]
+fn the_applied_index_and_digest_are_read_together() {
+    use spentledger_node::state_machine::{StateDigest, WriteSet};
+    use spentledger_node::storage::StateStore;
+    use spentledger_node::storage::state_store::AppliedState;
+
+    fn digest_of(index: u64) -> StateDigest {
+        StateDigest(*blake3::hash(&index.to_le_bytes()).as_bytes())
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(StateStore::open(dir.path()).expect("open state store"));
+    let commits = 20_000u64;
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for index in 1..=commits {
+                let state = AppliedState {
+                    applied: Some(lid(1, index)),
+                    membership: Default::default(),
+                    digest: digest_of(index),
+                };
+                store.commit(&WriteSet::default(), &state).expect("commit");
+            }
+        })
+    };
+    let mut reads = 0u64;
+    while !writer.is_finished() {
+        let state = store.applied_state().expect("applied state");
+        if let Some(applied) = state.applied {
+            assert_eq!(
+                state.digest,
+                digest_of(applied.index),
+                "read {reads}: index {} with another commit's digest",
+                applied.index
+            );
+        }
+        reads += 1;
+    }
+    writer.join().expect("writer");
+    assert!(
+        reads > 100,
+        "the reader ran alongside the writer ({reads} reads)"
+    );
+}
