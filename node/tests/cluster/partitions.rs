@@ -101,6 +101,29 @@ fn holds(cluster: &Cluster, id: u64, payment: &Payment) -> bool {
         .is_some()
 }
 
+/// Every payment of `acknowledged` is recorded on node `id`.
+fn must_hold_all<'a>(
+    cluster: &Cluster,
+    id: u64,
+    acknowledged: impl IntoIterator<Item = &'a Payment>,
+) {
+    for p in acknowledged {
+        assert!(
+            holds(cluster, id, p),
+            "node {id} lacks an acknowledged payment"
+        );
+    }
+}
+
+/// A cluster of `size` whose Raft messages pass through a fault network
+/// (seeded with `seed`), with the test issuer's key registered.
+async fn start_faulty(size: u64, seed: u64) -> (Cluster, FaultNetwork) {
+    let faults = FaultNetwork::new(seed);
+    let cluster = Cluster::start_full(size, test_api_limits(), None, Some(faults.clone())).await;
+    cluster.must_write(register_key()).await;
+    (cluster, faults)
+}
+
 fn payments(device: u8, n: u8) -> Vec<Payment> {
     let mut w = wallet(device);
     (0..n)
@@ -110,9 +133,7 @@ fn payments(device: u8, n: u8) -> Vec<Payment> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_isolated_leader_settles_nothing_while_the_majority_keeps_settling() {
-    let faults = FaultNetwork::new(7);
-    let cluster = Cluster::start_full(3, test_api_limits(), None, Some(faults.clone())).await;
-    cluster.must_write(register_key()).await;
+    let (cluster, faults) = start_faulty(3, 7).await;
     let before = payments(60, 2);
     must_accept_all(&cluster.must_submit(&before).await);
     let old = cluster.must_leader().await;
@@ -136,12 +157,7 @@ async fn an_isolated_leader_settles_nothing_while_the_majority_keeps_settling() 
     faults.heal();
     cluster.must_converge().await;
     for id in 1..=3 {
-        for p in before.iter().chain(&during) {
-            assert!(
-                holds(&cluster, id, p),
-                "node {id} lacks an acknowledged payment"
-            );
-        }
+        must_hold_all(&cluster, id, before.iter().chain(&during));
         assert!(
             !holds(&cluster, id, &minority[0]),
             "node {id} holds the minority's write"
@@ -151,9 +167,7 @@ async fn an_isolated_leader_settles_nothing_while_the_majority_keeps_settling() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_that_can_hear_but_not_speak_loses_leadership_and_nothing_else() {
-    let faults = FaultNetwork::new(11);
-    let cluster = Cluster::start_full(3, test_api_limits(), None, Some(faults.clone())).await;
-    cluster.must_write(register_key()).await;
+    let (cluster, faults) = start_faulty(3, 11).await;
     let old = cluster.must_leader().await;
     let others: Vec<u64> = (1..=3).filter(|i| *i != old).collect();
 
@@ -166,20 +180,13 @@ async fn a_leader_that_can_hear_but_not_speak_loses_leadership_and_nothing_else(
     faults.heal();
     cluster.must_converge().await;
     for id in 1..=3 {
-        for p in &during {
-            assert!(
-                holds(&cluster, id, p),
-                "node {id} lacks an acknowledged payment"
-            );
-        }
+        must_hold_all(&cluster, id, &during);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_nodes_split_two_three_settle_only_on_the_majority_side() {
-    let faults = FaultNetwork::new(13);
-    let cluster = Cluster::start_full(5, test_api_limits(), None, Some(faults.clone())).await;
-    cluster.must_write(register_key()).await;
+    let (cluster, faults) = start_faulty(5, 13).await;
     let leader = cluster.must_leader().await;
     // The leader goes to the minority side, so leadership must move.
     let minority_side: Vec<u64> = vec![leader, if leader == 1 { 2 } else { 1 }];
@@ -201,12 +208,7 @@ async fn five_nodes_split_two_three_settle_only_on_the_majority_side() {
     faults.heal();
     cluster.must_converge().await;
     for id in 1..=5 {
-        for p in &settled {
-            assert!(
-                holds(&cluster, id, p),
-                "node {id} lacks an acknowledged payment"
-            );
-        }
+        must_hold_all(&cluster, id, &settled);
         assert!(
             !holds(&cluster, id, &refused[0]),
             "node {id} holds the minority's write"
@@ -216,9 +218,7 @@ async fn five_nodes_split_two_three_settle_only_on_the_majority_side() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_membership_change_completes_under_flapping_partitions_loss_and_delay() {
-    let faults = FaultNetwork::new(17);
-    let mut cluster = Cluster::start_full(3, test_api_limits(), None, Some(faults.clone())).await;
-    cluster.must_write(register_key()).await;
+    let (mut cluster, faults) = start_faulty(3, 17).await;
 
     eprintln!("--- 10% loss, 5 ms delay, and node 3 may never ask for votes");
     faults.drop_per_mille(100);
@@ -304,12 +304,7 @@ async fn a_membership_change_completes_under_flapping_partitions_loss_and_delay(
         .collect();
     assert_eq!(voters, vec![1, 2, 3, 4]);
     for id in 1..=4 {
-        for p in &acknowledged {
-            assert!(
-                holds(&cluster, id, p),
-                "node {id} lacks an acknowledged payment"
-            );
-        }
+        must_hold_all(&cluster, id, &acknowledged);
     }
 }
 
@@ -330,9 +325,7 @@ fn heavy_entry(count: usize, salt: u8) -> pb::Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_many_big_entries_behind_catches_up() {
-    let faults = FaultNetwork::new(13);
-    let cluster = Cluster::start_full(3, test_api_limits(), None, Some(faults.clone())).await;
-    cluster.must_write(register_key()).await;
+    let (cluster, faults) = start_faulty(3, 13).await;
     let leader = cluster.must_leader().await;
     let behind = (1..=3).find(|i| *i != leader).expect("a follower");
     let others: Vec<u64> = (1..=3).filter(|i| *i != behind).collect();
