@@ -167,6 +167,12 @@ pub enum NodeError {
 
 /// How long a stopping node waits for a snapshot build to finish its file.
 const SNAPSHOT_BUILD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a stopping node waits for its last tasks to let go of its
+/// databases (each close also waits for RocksDB's running flush or
+/// compaction).
+const STORE_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often that wait looks.
+const STORE_CLOSE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// A running node. Dropping it without [`LedgerNode::shutdown`] leaves its
 /// tasks running until the runtime ends.
@@ -191,6 +197,8 @@ pub struct LedgerNode {
     drain_timeout_ms: u64,
     heartbeat_interval_ms: u64,
     snapshot_builds: crate::consensus::SnapshotBuilds,
+    /// True once the Raft log's database is closed (see [`Self::shutdown`]).
+    log_closed: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 /// Accepted connections with Nagle's algorithm off. tonic sets TCP_NODELAY
@@ -232,6 +240,7 @@ impl LedgerNode {
         .map_err(|e| NodeError::Timings(e.to_string()))?;
         let metrics = NodeMetrics::new(options.node_id);
         let log = LogStore::open(&options.data_dir.join("raft-log"))?;
+        let log_closed = Arc::new(log.closed_probe());
         let ledger = Arc::new(Ledger::new(options.ledger)?);
         let sm = LedgerStateMachine::open(&options.data_dir.join("state"), ledger)?
             .with_metrics(metrics.clone());
@@ -407,6 +416,7 @@ impl LedgerNode {
             drain_timeout_ms: options.drain_timeout_ms,
             heartbeat_interval_ms: t.heartbeat_interval_ms,
             snapshot_builds,
+            log_closed,
         })
     }
 
@@ -444,6 +454,34 @@ impl LedgerNode {
         if let Some(server) = self.metrics_server.take() {
             let _ = server.await;
         }
+        self.release_stores().await;
+    }
+
+    /// Drops this node and waits until both its databases are closed, so
+    /// that when shutdown returns the data directory can be reopened (a
+    /// restart in the same process), copied or deleted. Tasks that ended
+    /// with the server, the audit or Raft may drop their handles a moment
+    /// after; a task that keeps one past [`STORE_CLOSE_WAIT`] is logged.
+    async fn release_stores(self) {
+        let id = self.id;
+        let state_closed = self.state.closed_probe();
+        let log_closed = Arc::clone(&self.log_closed);
+        drop(self);
+        let deadline = tokio::time::Instant::now() + STORE_CLOSE_WAIT;
+        while !(log_closed() && state_closed()) {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    node_id = id,
+                    log_open = !log_closed(),
+                    state_open = !state_closed(),
+                    wait_ms = STORE_CLOSE_WAIT.as_millis() as u64,
+                    "a task still holds a database after shutdown; its directory stays locked until it ends"
+                );
+                return;
+            }
+            tokio::time::sleep(STORE_CLOSE_POLL).await;
+        }
+        tracing::info!(node_id = id, "databases closed");
     }
 
     /// If this node leads, asks the most caught-up other voter to take over,

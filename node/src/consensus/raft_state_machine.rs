@@ -29,6 +29,16 @@ impl StateHandle {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// A probe that turns true once every handle, and every reader's clone
+    /// of the database live now, is gone: the database is closed. Take it
+    /// after Raft stopped, when no install can swap in another database.
+    /// Holds no reference itself.
+    pub fn closed_probe(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let handle = Arc::downgrade(&self.0);
+        let store = Arc::downgrade(&self.current());
+        move || handle.strong_count() == 0 && store.strong_count() == 0
+    }
+
     fn replace(&self, store: Arc<StateStore>) {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = store;
     }

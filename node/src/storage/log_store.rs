@@ -93,6 +93,14 @@ impl LogStore {
         })
     }
 
+    /// A probe that turns true once every handle of this store is gone,
+    /// i.e. its database is closed and its directory free to reopen, copy
+    /// or delete. Holds no reference itself.
+    pub fn closed_probe(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let weak = Arc::downgrade(&self.inner);
+        move || weak.strong_count() == 0
+    }
+
     /// The same store, with replication reads bounded by `bytes_max`
     /// instead of [`REPLICATION_READ_BYTES_MAX`] (tests use small bounds).
     pub fn with_read_bytes_max(mut self, bytes_max: usize) -> Self {

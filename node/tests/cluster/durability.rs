@@ -36,20 +36,19 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()
     Ok(())
 }
 
-/// Copies a directory tree (the test's stand-in for a disk image). A
-/// stopped node's background work (a snapshot build, a compaction) may
-/// still be finishing for a moment, so the copy is retried until the tree
-/// stayed the same while it was copied.
+/// Copies a directory tree (the test's stand-in for a disk image). The
+/// node was stopped, and shutdown returns only once its databases are
+/// closed, so the tree must not change while it is copied.
 fn must_copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    for _ in 0..100 {
-        let _ = std::fs::remove_dir_all(to);
-        let before = listing(from);
-        if copy_tree(from, to).is_ok() && listing(from) == before {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{} kept changing after its node stopped", from.display());
+    let before = listing(from);
+    copy_tree(from, to)
+        .unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
+    assert_eq!(
+        listing(from),
+        before,
+        "{} changed after its node stopped",
+        from.display()
+    );
 }
 
 /// The node's applied index, as its state database says.
@@ -62,36 +61,14 @@ fn applied_index(node: &LedgerNode) -> u64 {
         .map_or(0, |id| id.index)
 }
 
-/// Starts a stopped node again on its own address and data. Tasks of the
-/// stopped node may hold its databases for a moment after its shutdown
-/// returned (in a process they end with it), so a start refused for a held
-/// RocksDB lock is retried.
+/// Starts a stopped node again on its own address and data, at once:
+/// shutdown has released its databases.
 async fn must_restart(cluster: &mut Cluster, id: u64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let listener = TcpListener::bind(cluster.addrs[&id])
-            .await
-            .expect("bind the node's own address again");
-        match try_start_node(
-            id,
-            cluster.dirs[&id].clone(),
-            listener,
-            test_api_limits(),
-            None,
-            None,
-        )
+    let listener = TcpListener::bind(cluster.addrs[&id])
         .await
-        {
-            Ok(node) => {
-                cluster.nodes.insert(id, node);
-                return;
-            }
-            Err(e) if e.to_string().contains("lock") && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("node {id} failed to start again: {e}"),
-        }
-    }
+        .expect("bind the node's own address again");
+    let node = start_node(id, cluster.dirs[&id].clone(), listener).await;
+    cluster.nodes.insert(id, node);
 }
 
 /// Takes an image of `victim`'s state database, settles `entries` more

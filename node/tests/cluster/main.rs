@@ -68,19 +68,6 @@ async fn start_node_with(
     tls: Option<NodeTls>,
     faults: Option<FaultNetwork>,
 ) -> LedgerNode {
-    try_start_node(id, dir, listener, api, tls, faults)
-        .await
-        .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"))
-}
-
-async fn try_start_node(
-    id: u64,
-    dir: PathBuf,
-    listener: TcpListener,
-    api: ApiLimits,
-    tls: Option<NodeTls>,
-    faults: Option<FaultNetwork>,
-) -> Result<LedgerNode, spentledger_node::ledger_node::NodeError> {
     let metrics_listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback for metrics");
@@ -106,26 +93,16 @@ async fn try_start_node(
         faults,
     })
     .await
+    .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"))
 }
 
-/// Deletes a stopped node's data directory. A snapshot build the node had
-/// started may still be finishing its file on a blocking thread for a
-/// moment after shutdown returns, so a non-empty directory is retried.
+/// Deletes a stopped node's data directory. Shutdown returns only once
+/// the node's databases are closed and its snapshot builds finished, so
+/// nothing writes there any more: a failure here is a failure of that
+/// contract.
 fn must_wipe(dir: &std::path::Path) {
-    for _ in 0..100 {
-        match std::fs::remove_dir_all(dir) {
-            Ok(()) => return,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => panic!("wipe {}: {e}", dir.display()),
-        }
-    }
-    panic!(
-        "{} kept being written after its node stopped",
-        dir.display()
-    );
+    std::fs::remove_dir_all(dir)
+        .unwrap_or_else(|e| panic!("wipe {} right after its node stopped: {e}", dir.display()));
 }
 
 /// Graceful shutdown, bounded: a node that does not stop fails the test.
