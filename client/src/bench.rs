@@ -8,7 +8,7 @@
 //! stalled cluster shows up as latency rather than as a slower schedule
 //! (no coordinated omission).
 
-use crate::bench_resources::{MemorySampler, MemorySeries, dir_bytes};
+use crate::bench_resources::{MemorySampler, MemorySeries, dir_bytes, total_cpu_seconds};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -155,6 +155,10 @@ pub struct BenchReport {
     /// every entry committed during the load (`None`: not within the limit).
     /// Raft answers once a majority stored an entry, so a follower can trail.
     pub all_applied_after_s: Option<f64>,
+    /// Local cluster only: CPU seconds all running nodes used from the
+    /// start of the load until every node had applied it (signature checks
+    /// on every node, storage, replication, gRPC).
+    pub node_cpu_s: Option<f64>,
 }
 
 impl BenchReport {
@@ -187,6 +191,13 @@ impl BenchReport {
     pub fn throughput_all_applied_per_s(&self) -> Option<f64> {
         let after = self.all_applied_after_s?;
         Some(self.payments as f64 / (self.elapsed_s + after).max(1e-9))
+    }
+
+    /// Node CPU time per answered payment, in microseconds, all nodes
+    /// together: what one payment costs the cluster.
+    pub fn node_cpu_us_per_payment(&self) -> Option<f64> {
+        let cpu_s = self.node_cpu_s?;
+        (self.payments > 0).then(|| cpu_s * 1e6 / self.payments as f64)
     }
 
     pub fn ratio(&self) -> f64 {
@@ -224,6 +235,8 @@ impl BenchReport {
             "storage_compacted": self.storage_compacted,
             "all_applied_after_s": self.all_applied_after_s,
             "throughput_all_applied_per_s": self.throughput_all_applied_per_s(),
+            "node_cpu_s": self.node_cpu_s,
+            "node_cpu_us_per_payment": self.node_cpu_us_per_payment(),
         })
     }
 
@@ -723,6 +736,7 @@ pub async fn run(
         args.mode, args.gateways, args.batch
     ));
     let progress = bar(args.payments, "payments");
+    let cpu_before = local.as_ref().and_then(|c| total_cpu_seconds(&c.pids()));
     let sampler = local.as_ref().map(|c| MemorySampler::start(c.pids()));
     let (elapsed, shared) = drive(args, &endpoints, tls.as_ref(), batches, &progress).await?;
     progress.finish_and_clear();
@@ -730,6 +744,8 @@ pub async fn run(
     let stopped = args.stop_node.filter(|_| local.is_some()).map(|n| n - 1);
     let all_applied_after_s =
         wait_all_applied(&endpoints, stopped, tls.as_ref(), ALL_APPLIED_WAIT_MAX).await;
+    let cpu_after = local.as_ref().and_then(|c| total_cpu_seconds(&c.pids()));
+    let node_cpu_s = cpu_before.zip(cpu_after).map(|(b, a)| a - b);
     let memory = sampler.map(MemorySampler::finish).unwrap_or_default();
     let accepted = shared
         .verdicts
@@ -794,6 +810,7 @@ pub async fn run(
         disk_bytes_per_nullifier,
         storage_compacted,
         all_applied_after_s,
+        node_cpu_s,
     })
 }
 

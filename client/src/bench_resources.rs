@@ -1,7 +1,8 @@
 //! What a local bench cluster's nodes cost in memory and disk: each node's
 //! resident set sampled once a second over the load (memory over time),
 //! and the on-disk bytes of its data directory per live nullifier after the
-//! run. Linux only (`/proc`); elsewhere the figures are absent.
+//! run, and the CPU time the nodes used. Linux only (`/proc`); elsewhere
+//! the figures are absent.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,6 +53,31 @@ pub fn rss_mib(pid: u32) -> Option<f64> {
         .parse()
         .ok()?;
     Some(kib / 1024.0)
+}
+
+/// Clock ticks per second in `/proc/<pid>/stat`: USER_HZ, which Linux fixes
+/// at 100 for user space on every architecture it reports it for.
+const USER_HZ: f64 = 100.0;
+
+/// CPU time a process has used so far (user and system, every thread,
+/// those that ended included), in seconds, from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces:
+    // count fields after its closing one. utime and stime are fields 14
+    // and 15, so the 12th and 13th after it.
+    let mut fields = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
+/// CPU seconds of all `pids` together; `None` if any cannot be read.
+pub fn total_cpu_seconds(pids: &[(usize, u32)]) -> Option<f64> {
+    pids.iter().map(|(_, pid)| cpu_seconds(*pid)).sum()
 }
 
 /// Samples the resident sets of `pids` (node index, pid) until stopped.
@@ -136,5 +162,21 @@ mod tests {
         std::fs::write(dir.path().join("a/f"), [0u8; 100]).expect("file");
         std::fs::write(dir.path().join("g"), [0u8; 20]).expect("file");
         assert_eq!(dir_bytes(dir.path()), 120);
+    }
+
+    #[test]
+    fn cpu_time_counts_the_work_a_process_did() {
+        let me = [(0, std::process::id())];
+        let before = total_cpu_seconds(&me).expect("own stat");
+        let started = Instant::now();
+        let mut x = 1u64;
+        while started.elapsed() < Duration::from_millis(200) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        // Ticks of 10 ms: allow one lost at each end.
+        let spent = total_cpu_seconds(&me).expect("own stat") - before;
+        assert!(spent >= 0.1, "200 ms of spinning counted as {spent} s");
+        assert!(total_cpu_seconds(&[(0, u32::MAX)]).is_none());
     }
 }

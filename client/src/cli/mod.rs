@@ -340,6 +340,17 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                         .into(),
                     ),
                 ];
+                if let (Some(cpu_s), Some(us)) =
+                    (report.node_cpu_s, report.node_cpu_us_per_payment())
+                {
+                    rows.push((
+                        "node CPU",
+                        format!(
+                            "{cpu_s:.1} s, all nodes, load start to every node applied ({us:.0} µs per payment)"
+                        )
+                        .into(),
+                    ));
+                }
                 if let (Some(max), Some(growth)) = (report.rss_max_mib(), report.rss_growth_mib()) {
                     rows.push((
                         "node memory (largest node)",

@@ -389,6 +389,13 @@ fn bench_measures_a_local_cluster_and_writes_csv() {
             assert!(first[1].as_f64().unwrap_or(0.0) > 1.0, "a node's RSS: {s}");
         }
         assert!(report["node_rss_max_mib"].as_f64().unwrap_or(0.0) > 1.0);
+        // Every node checked each payment's signature at least once: ~14 µs
+        // each with batches, so the cluster's CPU per payment is at least that.
+        let cpu_us = report["node_cpu_us_per_payment"].as_f64().unwrap_or(0.0);
+        assert!(
+            (14.0..1_000_000.0).contains(&cpu_us),
+            "node CPU per payment: {cpu_us} µs"
+        );
         let per_nullifier = report["disk_bytes_per_nullifier"].as_f64().unwrap_or(0.0);
         assert!(
             (32.0..1_000_000.0).contains(&per_nullifier),

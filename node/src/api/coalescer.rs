@@ -134,22 +134,68 @@ impl Coalescer {
     /// Validates `payments` with the rest of the next entry, proposes those
     /// that pass, and waits for their outcomes: one per payment, in order
     /// (those refused at ingress included). Payments reach the log in the
-    /// order they were queued. The log index is 0 when none was proposed.
+    /// order they were queued. The log index is that of the last entry
+    /// holding any of them; 0 when none was proposed.
+    ///
+    /// A batch larger than one entry (`entry_payments_max`,
+    /// `entry_bytes_max`) is queued as consecutive parts, each its own
+    /// entry: the first part replicates and applies while the next is being
+    /// validated, instead of the whole batch waiting for its last signature
+    /// check. When any part fails (no leader, shutdown) the call fails as a
+    /// whole; parts already settled answer DUPLICATE when the gateway
+    /// retries.
     pub async fn submit(&self, payments: Vec<pb::Payment>) -> Submitted {
-        let bytes = payments.iter().map(Message::encoded_len).sum();
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Pending {
-                payments,
-                bytes,
-                reply,
-            })
-            .await
-            .map_err(|_| Status::unavailable("node is shutting down"))?;
-        answer
-            .await
-            .map_err(|_| Status::unavailable("node is shutting down"))?
+        let total = payments.len();
+        let mut answers = Vec::with_capacity(1);
+        for (part, bytes) in split_parts(payments, self.limits) {
+            let (reply, answer) = oneshot::channel();
+            self.queue
+                .send(Pending {
+                    payments: part,
+                    bytes,
+                    reply,
+                })
+                .await
+                .map_err(|_| Status::unavailable("node is shutting down"))?;
+            answers.push(answer);
+        }
+        let mut index = 0;
+        let mut outcomes = Vec::with_capacity(total);
+        for answer in answers {
+            let (part_index, part_outcomes) = answer
+                .await
+                .map_err(|_| Status::unavailable("node is shutting down"))??;
+            index = index.max(part_index);
+            outcomes.extend(part_outcomes);
+        }
+        Ok((index, outcomes))
     }
+}
+
+/// Cuts a batch into consecutive parts that each fit one entry, with their
+/// encoded bytes. A single payment larger than `entry_bytes_max` goes alone
+/// (the API's message limit bounds it).
+fn split_parts(
+    payments: Vec<pb::Payment>,
+    limits: CoalescerLimits,
+) -> Vec<(Vec<pb::Payment>, usize)> {
+    let count_max = limits.entry_payments_max.max(1);
+    let mut parts = Vec::with_capacity(payments.len().div_ceil(count_max));
+    let mut part = Vec::with_capacity(payments.len().min(count_max));
+    let mut bytes = 0;
+    for payment in payments {
+        let len = payment.encoded_len();
+        if !part.is_empty() && (part.len() >= count_max || bytes + len > limits.entry_bytes_max) {
+            parts.push((std::mem::take(&mut part), bytes));
+            bytes = 0;
+        }
+        bytes += len;
+        part.push(payment);
+    }
+    if !part.is_empty() || parts.is_empty() {
+        parts.push((part, bytes));
+    }
+    parts
 }
 
 fn overloaded(retry_after_ms: u64, queue_payments_max: usize) -> Status {
@@ -428,4 +474,68 @@ fn answered_only(routes: Vec<Route>) -> Vec<PaymentOutcome> {
             Route::Proposed(_) => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A payment whose encoding is `1 + 1 + payee_bytes` bytes (field tag,
+    /// length, text), with its position in the payee for order checks.
+    fn payment(n: usize, payee_bytes: usize) -> pb::Payment {
+        let mut payee_id = format!("{n:04}");
+        payee_id.extend(std::iter::repeat_n('x', payee_bytes - 4));
+        pb::Payment {
+            payee_id,
+            ..Default::default()
+        }
+    }
+
+    fn limits(count_max: usize, bytes_max: usize) -> CoalescerLimits {
+        CoalescerLimits {
+            entry_payments_max: count_max,
+            entry_bytes_max: bytes_max,
+            ..CoalescerLimits::default()
+        }
+    }
+
+    fn order(parts: &[(Vec<pb::Payment>, usize)]) -> Vec<String> {
+        parts
+            .iter()
+            .flat_map(|(p, _)| p.iter().map(|p| p.payee_id[..4].to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_is_cut_into_consecutive_parts_by_count() {
+        let batch: Vec<_> = (0..10).map(|n| payment(n, 10)).collect();
+        let expected = order(&[(batch.clone(), 0)]);
+        let parts = split_parts(batch, limits(4, 1 << 20));
+        let sizes: Vec<usize> = parts.iter().map(|(p, _)| p.len()).collect();
+        assert_eq!(sizes, [4, 4, 2]);
+        assert_eq!(order(&parts), expected, "the batch's order is kept");
+        assert!(parts.iter().all(|(p, bytes)| *bytes == p.len() * 12));
+    }
+
+    #[test]
+    fn a_batch_is_cut_by_bytes_and_an_oversized_payment_goes_alone() {
+        // 12-byte payments under a 30-byte bound: two per part; a 102-byte
+        // one alone.
+        let mut batch: Vec<_> = (0..3).map(|n| payment(n, 10)).collect();
+        batch.push(payment(3, 100));
+        batch.push(payment(4, 10));
+        let parts = split_parts(batch, limits(100, 30));
+        let sizes: Vec<(usize, usize)> = parts.iter().map(|(p, b)| (p.len(), *b)).collect();
+        assert_eq!(sizes, [(2, 24), (1, 12), (1, 102), (1, 12)]);
+        assert_eq!(order(&parts), ["0000", "0001", "0002", "0003", "0004"]);
+    }
+
+    #[test]
+    fn a_batch_that_fits_stays_whole_and_an_empty_one_is_one_empty_part() {
+        let batch: Vec<_> = (0..4).map(|n| payment(n, 10)).collect();
+        assert_eq!(split_parts(batch, limits(4, 48)).len(), 1);
+        let parts = split_parts(Vec::new(), limits(4, 48));
+        assert_eq!(parts.len(), 1);
+        assert!(parts[0].0.is_empty());
+    }
 }

@@ -117,9 +117,26 @@ fn cf_options(name: &str, cache: &rocksdb::Cache) -> Options {
         opts.set_memtable_prefix_bloom_ratio(0.1);
         opts.set_memtable_whole_key_filtering(true);
     }
-    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.set_compression_per_level(&COMPRESSION_PER_LEVEL);
     opts
 }
+
+/// No compression for the files a flush writes (level 0), LZ4 below. A
+/// flush's output is read back and rewritten by the first compaction
+/// anyway, so compressing it was paid twice; LZ4 at flush was 2.5% of all
+/// CPU under load (docs/BENCHMARKS.md, seventh round). Everything that
+/// stays, and everything the storage report measures after compacting,
+/// is still LZ4 compressed. (With RocksDB's dynamic level sizes, entry 1
+/// applies to whatever level level-0 files are compacted into.)
+const COMPRESSION_PER_LEVEL: [rocksdb::DBCompressionType; 7] = [
+    rocksdb::DBCompressionType::None,
+    rocksdb::DBCompressionType::Lz4,
+    rocksdb::DBCompressionType::Lz4,
+    rocksdb::DBCompressionType::Lz4,
+    rocksdb::DBCompressionType::Lz4,
+    rocksdb::DBCompressionType::Lz4,
+    rocksdb::DBCompressionType::Lz4,
+];
 
 impl StateStore {
     pub fn open(dir: &Path) -> io::Result<Self> {
@@ -786,6 +803,38 @@ mod tests {
             .db()
             .iterator_cf(store.cf(CF_CERT_BODIES), IteratorMode::Start)
             .count()
+    }
+
+    #[test]
+    fn flushed_files_are_left_uncompressed_and_compacted_ones_are_compressed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = StateStore::open(dir.path()).expect("open");
+        let cf = store.cf(CF_ACCEPTED);
+        // 4 MiB of very compressible values.
+        for k in 0u32..4_096 {
+            store
+                .db()
+                .put_cf(cf, k.to_be_bytes(), [7u8; 1_024])
+                .expect("put");
+        }
+        store.db().flush_cf(cf).expect("flush");
+        let accepted_bytes = |bytes: Vec<(String, u64)>| {
+            bytes
+                .into_iter()
+                .find(|(name, _)| name == CF_ACCEPTED)
+                .expect("the accepted family")
+                .1
+        };
+        let flushed = accepted_bytes(store.sst_bytes_per_family().expect("sizes"));
+        assert!(
+            flushed >= 4 << 20,
+            "the flush wrote {flushed} bytes: it was compressed"
+        );
+        let compacted = accepted_bytes(store.compact_all().expect("compact"));
+        assert!(
+            compacted < flushed / 8,
+            "compaction left {compacted} of {flushed} bytes: it did not compress"
+        );
     }
 
     #[test]

@@ -175,6 +175,64 @@ async fn concurrent_batches_share_raft_entries_and_each_gets_its_own_verdicts() 
         entries,
         "every entry holds at most 4 payments"
     );
+
+    eprintln!("--- one batch of 7, larger than an entry, goes as consecutive entries of 4 and 3");
+    let now = now_ms();
+    let mut w = wallet_issued_at(150, now - 60_000);
+    let spend = w.pay(40, &id("m"), [3; 32], now).expect("pay");
+    let tokens: Vec<u32> = spend.inputs.iter().map(|i| i.leaf.index).collect();
+    let respend = w
+        .sign_payment(&tokens, 5, &id("m2"), [4; 32], now)
+        .expect("sign");
+    // The spend lands in the first part and its double in the second: the
+    // parts keep the batch's order on the log.
+    let mut batch = fresh_payments(151, 2);
+    batch.push(spend.clone());
+    batch.extend(fresh_payments(153, 3));
+    batch.push(respend.clone());
+    let mut client = settlement_client(cluster.addrs[&leader]).await;
+    let response = client
+        .submit_batch(pb::SubmitBatchRequest {
+            batch_id: 77,
+            payments: batch.iter().map(pb::Payment::from).collect(),
+        })
+        .await
+        .expect("a batch larger than an entry")
+        .into_inner();
+    assert_eq!(response.results.len(), batch.len());
+    for (n, (result, payment)) in response.results.iter().zip(&batch).enumerate() {
+        assert_eq!(
+            result.tx_id,
+            payment.tx_id().0.to_vec(),
+            "result {n} out of order"
+        );
+        let expected = if payment.tx_id() == respend.tx_id() {
+            pb::Verdict::DoubleSpend
+        } else {
+            pb::Verdict::Accepted
+        };
+        assert_eq!(result.verdict, expected as i32, "payment {n} of the batch");
+    }
+    let text = must_scrape(&cluster.nodes[&leader]).await;
+    let entries_after = must_series(&text, "spentledger_entry_payments_count", &[]);
+    assert_eq!(
+        entries_after,
+        entries + 2.0,
+        "7 payments, 4 per entry: two entries"
+    );
+    assert_eq!(
+        must_series(&text, "spentledger_entry_payments_sum", &[]),
+        13.0
+    );
+    assert_eq!(
+        must_series(&text, "spentledger_entry_payments_bucket", &[("le", "4")]),
+        entries_after,
+        "no part exceeded 4 payments"
+    );
+    assert!(
+        response.log_index > *indexes.last().expect("an entry"),
+        "the batch's log index is its last part's"
+    );
     cluster.must_converge().await;
 }
 
