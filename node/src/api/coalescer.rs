@@ -139,11 +139,13 @@ impl Coalescer {
     ///
     /// A batch larger than one entry (`entry_payments_max`,
     /// `entry_bytes_max`) is queued as consecutive parts, each its own
-    /// entry: the first part replicates and applies while the next is being
-    /// validated, instead of the whole batch waiting for its last signature
-    /// check. When any part fails (no leader, shutdown) the call fails as a
-    /// whole; parts already settled answer DUPLICATE when the gateway
-    /// retries.
+    /// entry, so no entry exceeds the bounds (a batch near the API's
+    /// message limit would otherwise make one entry of twice
+    /// `entry_bytes_max`). Parts did not lower latency when measured: the
+    /// cores, not the order of the work, are the limit (docs/BENCHMARKS.md,
+    /// seventh round). When any part fails (no leader, shutdown) the call
+    /// fails as a whole; parts already settled answer DUPLICATE when the
+    /// gateway retries.
     pub async fn submit(&self, payments: Vec<pb::Payment>) -> Submitted {
         let total = payments.len();
         let mut answers = Vec::with_capacity(1);

@@ -29,14 +29,12 @@ impl StateHandle {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// A probe that turns true once every handle, and every reader's clone
-    /// of the database live now, is gone: the database is closed. Take it
-    /// after Raft stopped, when no install can swap in another database.
-    /// Holds no reference itself.
-    pub fn closed_probe(&self) -> impl Fn() -> bool + Send + Sync + 'static {
-        let handle = Arc::downgrade(&self.0);
-        let store = Arc::downgrade(&self.current());
-        move || handle.strong_count() == 0 && store.strong_count() == 0
+    /// A probe that turns true once the database live now is closed: every
+    /// handle and every reader's clone of it gone. Take it after Raft
+    /// stopped, when no install can swap in another database. Holds no
+    /// reference itself.
+    pub fn closed_probe(&self) -> impl Fn() -> bool + Send + Sync + use<> {
+        self.current().closed_probe()
     }
 
     fn replace(&self, store: Arc<StateStore>) {

@@ -47,6 +47,8 @@ struct Inner {
     recent: std::sync::Mutex<RecentEntries>,
     /// Send side of the group-commit queue; `None` once shutting down.
     flush_tx: std::sync::Mutex<Option<mpsc::Sender<Pending>>>,
+    /// Declared after `db`: set once it is closed.
+    closed: super::CloseSignal,
 }
 
 /// The Raft log in its own RocksDB database.
@@ -82,6 +84,7 @@ impl LogStore {
             db,
             recent: std::sync::Mutex::new(RecentEntries::new(RecentEntriesLimits::default())),
             flush_tx: std::sync::Mutex::new(Some(tx)),
+            closed: super::CloseSignal::default(),
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -93,12 +96,11 @@ impl LogStore {
         })
     }
 
-    /// A probe that turns true once every handle of this store is gone,
-    /// i.e. its database is closed and its directory free to reopen, copy
-    /// or delete. Holds no reference itself.
-    pub fn closed_probe(&self) -> impl Fn() -> bool + Send + Sync + 'static {
-        let weak = Arc::downgrade(&self.inner);
-        move || weak.strong_count() == 0
+    /// A probe that turns true once every handle of this store is gone and
+    /// its database closed: its directory is free to reopen, copy or
+    /// delete. Holds no reference itself.
+    pub fn closed_probe(&self) -> impl Fn() -> bool + Send + Sync + use<> {
+        self.inner.closed.probe()
     }
 
     /// The same store, with replication reads bounded by `bytes_max`

@@ -2,6 +2,7 @@
 //! fsyncs) and the state machine's database (column families per record
 //! kind, one atomic write batch per apply, snapshot files, atomic install).
 
+mod close_signal;
 mod keys;
 pub mod log_store;
 pub mod memory_budget;
@@ -10,6 +11,7 @@ pub mod snapshot_file;
 pub mod state_store;
 pub mod usage_report;
 
+pub use close_signal::CloseSignal;
 pub use log_store::LogStore;
 pub use snapshot_file::SnapshotFile;
 pub use state_store::StateStore;

@@ -84,6 +84,8 @@ pub struct AppliedState {
 pub struct StateStore {
     db: DB,
     dir: PathBuf,
+    /// Declared after `db`: set once it is closed.
+    closed: super::CloseSignal,
 }
 
 fn corrupt(what: &'static str, detail: impl std::fmt::Display) -> StoreError {
@@ -148,6 +150,7 @@ impl StateStore {
         let store = StateStore {
             db,
             dir: dir.to_owned(),
+            closed: super::CloseSignal::default(),
         };
         store.migrate_counters()?;
         Ok(store)
@@ -220,6 +223,12 @@ impl StateStore {
         self.db.write_opt(batch, &sync).map_err(io_err)?;
         tracing::info!(migrated, "counters migrated");
         Ok(())
+    }
+
+    /// A probe that turns true once this store is dropped and its database
+    /// closed. Holds no reference itself.
+    pub fn closed_probe(&self) -> impl Fn() -> bool + Send + Sync + use<> {
+        self.closed.probe()
     }
 
     pub fn dir(&self) -> &Path {
