@@ -72,6 +72,20 @@ fn fresh_payments(first_wallet: u8, count: u8) -> Vec<Payment> {
         .collect()
 }
 
+/// Two payments of one fresh wallet spending the same tokens (to different
+/// payees, with challenges `challenge` and `challenge + 1`): whichever the
+/// log holds second is a double spend.
+fn spent_twice(wallet: u8, challenge: u8) -> (Payment, Payment) {
+    let now = now_ms();
+    let mut w = wallet_issued_at(wallet, now - 60_000);
+    let first = w.pay(40, &id("m"), [challenge; 32], now).expect("pay");
+    let tokens: Vec<u32> = first.inputs.iter().map(|i| i.leaf.index).collect();
+    let second = w
+        .sign_payment(&tokens, 5, &id("m2"), [challenge + 1; 32], now)
+        .expect("sign");
+    (first, second)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_batches_share_raft_entries_and_each_gets_its_own_verdicts() {
     let api = ApiLimits {
@@ -88,13 +102,7 @@ async fn concurrent_batches_share_raft_entries_and_each_gets_its_own_verdicts() 
     let leader = cluster.must_leader().await;
 
     eprintln!("--- six gateways submit at once, two of them spending the same tokens");
-    let now = now_ms();
-    let mut w = wallet_issued_at(120, now - 60_000);
-    let first = w.pay(40, &id("m"), [1; 32], now).expect("pay");
-    let tokens: Vec<u32> = first.inputs.iter().map(|i| i.leaf.index).collect();
-    let second = w
-        .sign_payment(&tokens, 5, &id("m2"), [2; 32], now)
-        .expect("sign");
+    let (first, second) = spent_twice(120, 1);
     let mut batches: Vec<Vec<Payment>> = fresh_payments(121, 4)
         .into_iter()
         .map(|p| vec![p])
@@ -177,13 +185,7 @@ async fn concurrent_batches_share_raft_entries_and_each_gets_its_own_verdicts() 
     );
 
     eprintln!("--- one batch of 7, larger than an entry, goes as consecutive entries of 4 and 3");
-    let now = now_ms();
-    let mut w = wallet_issued_at(150, now - 60_000);
-    let spend = w.pay(40, &id("m"), [3; 32], now).expect("pay");
-    let tokens: Vec<u32> = spend.inputs.iter().map(|i| i.leaf.index).collect();
-    let respend = w
-        .sign_payment(&tokens, 5, &id("m2"), [4; 32], now)
-        .expect("sign");
+    let (spend, respend) = spent_twice(150, 3);
     // The spend lands in the first part and its double in the second: the
     // parts keep the batch's order on the log.
     let mut batch = fresh_payments(151, 2);
