@@ -83,7 +83,8 @@ pub struct Flags {
     /// Encoded payment bytes in one Raft entry [default: 8388608].
     #[arg(long, env = "SPENTLEDGER_ENTRY_BYTES_MAX")]
     pub entry_bytes_max: Option<usize>,
-    /// How long the leader waits for more batches to share an entry, in ms [default: 2].
+    /// How long the leader waits for more batches to share an entry, in ms [default: 0: batches
+    /// that queued while the previous entry was validated share the next one anyway].
     #[arg(long, env = "SPENTLEDGER_SUBMIT_LINGER_MS")]
     pub submit_linger_ms: Option<u64>,
     /// On SIGTERM, how long in-flight requests may run before being cut, in ms [default: 10000].

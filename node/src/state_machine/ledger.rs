@@ -1,7 +1,9 @@
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use spentledger_protocol::limits::CLOCK_SKEW_MS_DEFAULT;
 use spentledger_protocol::types::{Revocation, RevocationReason, receipt_flags};
+use spentledger_protocol::validate::Checked;
 use spentledger_protocol::{
     CertId, CertificateSettlement, CertificateState, CloneEvidence, DoubleSpendEvidence, IssuerKey,
     Payment, Receipt, RejectReason, StatelessVerdict, TxId, ValidationMode, Validator,
@@ -13,6 +15,7 @@ use super::ledger_read::{AcceptedPayment, CertRecord, CounterKey, NullifierRecor
 use super::outcome::{CommandOutcome, IssuerOpError, PaymentOutcome};
 use super::overlay::{Evidence, Overlay};
 use super::precheck::{Prechecked, apply_context};
+use super::read_ahead::ReadKeys;
 
 /// Settings of the state machine. Everything here must be identical on every
 /// replica, so nothing is read from a node's own configuration.
@@ -124,12 +127,14 @@ impl Ledger {
         {
             self.prechecked_payments
                 .fetch_add(prechecked.len() as u64, Ordering::Relaxed);
-            return prechecked
-                .iter()
-                .map(|(payment, checked)| {
-                    self.submit_one(overlay, at, payment.clone(), Ok(*checked))
-                })
-                .collect();
+            let mut outcomes = Vec::with_capacity(prechecked.len());
+            for group in prechecked.chunks(READ_AHEAD_PAYMENTS) {
+                read_ahead(overlay, group.iter().map(|(p, c)| (p, c)))?;
+                for (payment, checked) in group {
+                    outcomes.push(self.submit_one(overlay, at, payment.clone(), Ok(*checked))?);
+                }
+            }
+            return Ok(outcomes);
         }
         let (payments, decode_errors) = self.validator.decode_split(wire);
         let ctx = apply_context(at.stamp_ms, &keys);
@@ -138,7 +143,10 @@ impl Ledger {
         let verdicts =
             self.validator
                 .validate_batch(&payments, &ctx, ValidationMode::Deterministic);
-        let mut decoded = payments.into_iter().zip(verdicts);
+        let mut decoded: VecDeque<(Payment, StatelessVerdict)> =
+            payments.into_iter().zip(verdicts).collect();
+        // Decoded payments left in the group whose reads were fetched.
+        let mut fetched_ahead = 0;
         let mut outcomes = Vec::with_capacity(wire.len());
         for error in decode_errors {
             let outcome = match error {
@@ -148,8 +156,18 @@ impl Ledger {
                     detail: Some(e.to_string()),
                 },
                 None => {
-                    let (payment, verdict) =
-                        decoded.next().expect("one verdict per decoded payment");
+                    if fetched_ahead == 0 {
+                        let group = decoded.iter().take(READ_AHEAD_PAYMENTS);
+                        fetched_ahead = group.len();
+                        read_ahead(
+                            overlay,
+                            group.filter_map(|(p, v)| v.as_ref().ok().map(|c| (p, c))),
+                        )?;
+                    }
+                    fetched_ahead -= 1;
+                    let (payment, verdict) = decoded
+                        .pop_front()
+                        .expect("one verdict per decoded payment");
                     self.submit_one(overlay, at, payment, verdict)?
                 }
             };
@@ -372,6 +390,24 @@ impl Ledger {
         overlay.compact(&cert_id, certificate.token_count)?;
         Ok(Ok(settlement))
     }
+}
+
+/// Payments whose reads are fetched together before they are judged
+/// ([`Overlay::read_ahead`]): enough for a batched lookup to pay off, few
+/// enough to bound what one fetch holds (about five keys a payment).
+const READ_AHEAD_PAYMENTS: usize = 512;
+
+/// Fetches what judging `group` (payments that passed the stateless rules)
+/// will read.
+fn read_ahead<'p>(
+    overlay: &mut Overlay<'_>,
+    group: impl Iterator<Item = (&'p Payment, &'p Checked)>,
+) -> Result<(), StoreError> {
+    let mut keys = ReadKeys::default();
+    for (payment, checked) in group {
+        keys.add_payment(payment, checked);
+    }
+    overlay.read_ahead(keys)
 }
 
 /// A payment's tokens split by what the ledger already knows of them.

@@ -82,4 +82,26 @@ pub trait LedgerRead {
     fn issuer_keys(&self) -> Result<BTreeMap<String, IssuerKey>, StoreError>;
     /// The largest entry stamp applied so far (0 = none): time never goes back.
     fn last_stamp_ms(&self) -> Result<u64, StoreError>;
+
+    // Batched forms of the point reads, for the group of payments apply is
+    // about to judge (see `ReadAhead`): one answer per key, in the order of
+    // `keys`, each exactly what the single read answers. A store that can
+    // look keys up together (RocksDB's MultiGet) overrides them; these
+    // defaults read one key at a time.
+
+    fn accepted_batch(&self, keys: &[TxId]) -> Result<Vec<Option<AcceptedPayment>>, StoreError> {
+        keys.iter().map(|k| self.accepted(k)).collect()
+    }
+    fn nullifier_batch(
+        &self,
+        keys: &[Nullifier],
+    ) -> Result<Vec<Option<NullifierRecord>>, StoreError> {
+        keys.iter().map(|k| self.nullifier(k)).collect()
+    }
+    fn counter_batch(&self, keys: &[CounterKey]) -> Result<Vec<Option<TxId>>, StoreError> {
+        keys.iter().map(|k| self.counter(k)).collect()
+    }
+    fn certificate_batch(&self, keys: &[CertId]) -> Result<Vec<Option<CertRecord>>, StoreError> {
+        keys.iter().map(|k| self.certificate(k)).collect()
+    }
 }

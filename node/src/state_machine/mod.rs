@@ -18,6 +18,7 @@ pub mod memory;
 mod outcome;
 mod overlay;
 mod precheck;
+mod read_ahead;
 
 pub use command::{CommandError, LedgerCommand};
 pub use digest::StateDigest;
@@ -28,3 +29,4 @@ pub use ledger_read::{
 pub use outcome::{CommandOutcome, IssuerOpError, PaymentOutcome};
 pub use overlay::{Evidence, Overlay, WriteSet};
 pub use precheck::{Prechecked, apply_context};
+pub use read_ahead::ReadKeys;

@@ -9,6 +9,7 @@ use spentledger_protocol::{
 use super::ledger_read::{
     AcceptedPayment, CertRecord, CounterKey, LedgerRead, NullifierRecord, StoreError,
 };
+use super::read_ahead::{ReadAhead, ReadKeys};
 
 /// Evidence recorded by the ledger, in detection order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,10 +41,12 @@ impl WriteSet {
     }
 }
 
-/// Reads through pending writes to the applied state.
+/// Reads through pending writes to the applied state: the writes first,
+/// then whatever was fetched ahead, then the store.
 pub struct Overlay<'a> {
     base: &'a dyn LedgerRead,
     pub(crate) writes: WriteSet,
+    ahead: ReadAhead,
 }
 
 impl<'a> Overlay<'a> {
@@ -51,6 +54,7 @@ impl<'a> Overlay<'a> {
         Overlay {
             base,
             writes: WriteSet::default(),
+            ahead: ReadAhead::default(),
         }
     }
 
@@ -58,9 +62,20 @@ impl<'a> Overlay<'a> {
         self.writes
     }
 
+    /// Fetches `keys` from the store in batches, replacing what was fetched
+    /// before (so it holds one group's reads at a time). Speed only: reads
+    /// answer the same with or without it.
+    pub fn read_ahead(&mut self, keys: ReadKeys) -> Result<(), StoreError> {
+        self.ahead = ReadAhead::fetch(self.base, keys, &self.writes)?;
+        Ok(())
+    }
+
     pub fn accepted(&self, tx_id: &TxId) -> Result<Option<AcceptedPayment>, StoreError> {
-        match self.writes.accepted.get(tx_id) {
-            Some(a) => Ok(Some(a.clone())),
+        if let Some(a) = self.writes.accepted.get(tx_id) {
+            return Ok(Some(a.clone()));
+        }
+        match self.ahead.accepted(tx_id) {
+            Some(fetched) => Ok(fetched.clone()),
             None => self.base.accepted(tx_id),
         }
     }
@@ -73,22 +88,31 @@ impl<'a> Overlay<'a> {
     }
 
     pub fn nullifier(&self, n: &Nullifier) -> Result<Option<NullifierRecord>, StoreError> {
-        match self.writes.nullifiers.get(n) {
-            Some(record) => Ok(*record),
+        if let Some(record) = self.writes.nullifiers.get(n) {
+            return Ok(*record);
+        }
+        match self.ahead.nullifier(n) {
+            Some(fetched) => Ok(fetched),
             None => self.base.nullifier(n),
         }
     }
 
     pub fn counter(&self, c: &CounterKey) -> Result<Option<TxId>, StoreError> {
-        match self.writes.counters.get(c) {
-            Some(tx) => Ok(*tx),
+        if let Some(tx) = self.writes.counters.get(c) {
+            return Ok(*tx);
+        }
+        match self.ahead.counter(c) {
+            Some(fetched) => Ok(fetched),
             None => self.base.counter(c),
         }
     }
 
     pub fn certificate(&self, cert_id: &CertId) -> Result<Option<CertRecord>, StoreError> {
-        match self.writes.certificates.get(cert_id) {
-            Some(c) => Ok(Some(c.clone())),
+        if let Some(c) = self.writes.certificates.get(cert_id) {
+            return Ok(Some(c.clone()));
+        }
+        match self.ahead.certificate(cert_id) {
+            Some(fetched) => Ok(fetched.clone()),
             None => self.base.certificate(cert_id),
         }
     }

@@ -278,6 +278,28 @@ impl StateStore {
         self.db.get_cf(self.cf(cf), key).map_err(store_err)
     }
 
+    /// One batched lookup (RocksDB's MultiGet) of `keys` in `cf`, each found
+    /// value decoded with its position: one answer per key, in order.
+    fn get_batch<'k, K, V>(
+        &self,
+        cf: &str,
+        keys: impl IntoIterator<Item = &'k K>,
+        mut decode: impl FnMut(usize, &[u8]) -> Result<V, StoreError>,
+    ) -> Result<Vec<Option<V>>, StoreError>
+    where
+        K: AsRef<[u8]> + 'k + ?Sized,
+    {
+        self.db
+            .batched_multi_get_cf(self.cf(cf), keys, false)
+            .into_iter()
+            .enumerate()
+            .map(|(i, found)| match found.map_err(store_err)? {
+                Some(value) => decode(i, &value).map(Some),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
     pub fn applied_state(&self) -> io::Result<AppliedState> {
         // Read as of one point in time: separate reads could pair one
         // commit's applied index with the next commit's digest, and the
@@ -730,6 +752,32 @@ impl LedgerRead for StateStore {
             keys.insert(key.key_id.as_str().to_owned(), key);
         }
         Ok(keys)
+    }
+
+    fn accepted_batch(&self, keys: &[TxId]) -> Result<Vec<Option<AcceptedPayment>>, StoreError> {
+        self.get_batch(CF_ACCEPTED, keys.iter().map(|k| &k.0), |i, v| {
+            decode_accepted(&keys[i], v, |c| self.get(CF_CERT_BODIES, &c.0))
+        })
+    }
+
+    fn nullifier_batch(
+        &self,
+        keys: &[Nullifier],
+    ) -> Result<Vec<Option<NullifierRecord>>, StoreError> {
+        self.get_batch(CF_NULLIFIERS, keys.iter().map(|k| &k.0), |_, v| {
+            decode_nullifier(v)
+        })
+    }
+
+    fn counter_batch(&self, keys: &[CounterKey]) -> Result<Vec<Option<TxId>>, StoreError> {
+        let encoded: Vec<_> = keys.iter().map(counter_key).collect();
+        self.get_batch(CF_COUNTERS, &encoded, |_, v| decode_tx_id("counter", v))
+    }
+
+    fn certificate_batch(&self, keys: &[CertId]) -> Result<Vec<Option<CertRecord>>, StoreError> {
+        self.get_batch(CF_CERTIFICATES, keys.iter().map(|k| &k.0), |_, v| {
+            decode_cert_record(v)
+        })
     }
 
     fn last_stamp_ms(&self) -> Result<u64, StoreError> {

@@ -146,3 +146,88 @@ fn a_precheck_from_another_stamp_or_other_issuer_keys_is_not_used() {
     );
     assert_eq!(world.ledger.prechecked_payments(), 0, "validated again");
 }
+
+#[test]
+fn reads_fetched_ahead_never_hide_an_earlier_payment_of_the_same_entry() {
+    // Apply fetches the reads of each group of 512 payments together before
+    // judging them. An entry longer than one group: a payment in the first
+    // group; in the second its retry, a cloned device reusing its counter and
+    // a double spend of its tokens. Each must see the first payment's
+    // pending writes, not the state fetched ahead.
+    let validator = ingress_validator();
+    let mut leader = World::new();
+    let mut follower = World::new();
+    let stamp_ms = follower.now_ms;
+    let mut device = wallet(1, 50_000);
+    let clone = device.clone();
+    let first = device
+        .pay(100, &id("m-a"), [1; 32], T0_MS + 600_000)
+        .expect("pay");
+    let mut payments = vec![first.clone()];
+    let mut others: Vec<_> = (10..=200u8).map(|d| wallet(d, 3_000)).collect();
+    'fill: for round in 0u8.. {
+        for w in &mut others {
+            if payments.len() == 600 {
+                break 'fill;
+            }
+            payments.push(
+                w.pay(5, &id("m"), [round; 32], T0_MS + 600_000)
+                    .expect("pay"),
+            );
+        }
+    }
+    let used: Vec<u32> = first.inputs.iter().map(|i| i.leaf.index).collect();
+    let fresh: Vec<u32> = clone
+        .tokens()
+        .iter()
+        .map(|t| t.index)
+        .filter(|i| !used.contains(i))
+        .take(1)
+        .collect();
+    let cloned = clone
+        .sign_payment(&fresh, first.counter, &id("m-b"), [2; 32], T0_MS + 600_000)
+        .expect("sign");
+    let double = device
+        .sign_payment(
+            &used,
+            first.counter + 50,
+            &id("m-c"),
+            [3; 32],
+            T0_MS + 600_000,
+        )
+        .expect("sign");
+    payments.extend([first.clone(), cloned, double]);
+
+    eprintln!("--- a follower validates the entry itself; the leader uses its precheck");
+    let (cmd, precheck) = ingress_entry(&leader, &validator, stamp_ms, &payments);
+    assert_eq!(
+        precheck.len(),
+        payments.len(),
+        "every payment passes ingress"
+    );
+    let by_follower = must_submitted(follower.apply(cmd.clone()));
+    let by_leader = must_submitted(leader.apply_prechecked(&cmd, Some(&precheck)));
+    assert_eq!(by_leader, by_follower);
+    assert_eq!(leader.digest, follower.digest);
+
+    let receipt = must_accept(&by_follower[0]).clone();
+    assert!(
+        by_follower[1..600]
+            .iter()
+            .all(|o| matches!(o, PaymentOutcome::Accepted { .. })),
+        "the other devices' payments are accepted"
+    );
+    assert_eq!(
+        by_follower[600],
+        PaymentOutcome::Duplicate { receipt },
+        "the retry in the second group"
+    );
+    match &by_follower[601] {
+        PaymentOutcome::Accepted { receipt, .. } => {
+            assert!(receipt.clone_detected(), "the counter reuse is caught")
+        }
+        other => panic!("clone's payment: {other:?}"),
+    }
+    let evidence = must_double_spend(&by_follower[602]);
+    assert_eq!(evidence.first_payment, first);
+}

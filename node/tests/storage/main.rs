@@ -15,11 +15,11 @@ use openraft::{EntryPayload, StorageError};
 use spentledger_node::consensus::{
     ClientRequest, Entry, LedgerStateMachine, LogId, TypeConfig, Vote,
 };
-use spentledger_node::state_machine::{Ledger, LedgerConfig, LedgerRead};
+use spentledger_node::state_machine::{CounterKey, Ledger, LedgerConfig, LedgerRead};
 use spentledger_node::storage::LogStore;
 use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
 use spentledger_protocol::types::{Currency, IdText};
-use spentledger_protocol::{Payment, pb};
+use spentledger_protocol::{CertId, Payment, TxId, pb};
 use tempfile::TempDir;
 
 const T0_MS: u64 = 1_767_225_600_000;
@@ -266,6 +266,100 @@ async fn state_survives_a_restart_byte_for_byte() {
     }
     // Each double-spending certificate appears twice in `payments` (both spends).
     assert_eq!(evidence_count, 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_reads_answer_exactly_what_single_reads_do() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (entries, payments) = workload();
+    let mut sm = LedgerStateMachine::open(dir.path(), ledger()).expect("open");
+    apply(&mut sm, entries[..2].to_vec()).await;
+    eprintln!("--- half the state in table files, half in the memtables");
+    sm.state().current().compact_all().expect("compact");
+    apply(&mut sm, entries[2..].to_vec()).await;
+    let store = sm.state().current();
+
+    // Keys that hit and keys that miss, interleaved, out of order, one twice.
+    let mut tx_ids = Vec::new();
+    let mut nullifiers = Vec::new();
+    let mut counters = Vec::new();
+    let mut cert_ids = Vec::new();
+    for (n, p) in payments.iter().enumerate().rev() {
+        let cert_id = p.certificate.cert_id();
+        tx_ids.extend([p.tx_id(), TxId([n as u8; 32])]);
+        nullifiers.extend(
+            p.inputs
+                .iter()
+                .map(|i| cert_id.token_nullifier(i.leaf.index)),
+        );
+        nullifiers.push(cert_id.token_nullifier(999));
+        counters.extend([p.counter, p.counter + 1].map(|counter| CounterKey { cert_id, counter }));
+        cert_ids.extend([cert_id, CertId([n as u8; 32])]);
+    }
+    tx_ids.push(tx_ids[0]);
+
+    let single_accepted: Vec<_> = tx_ids
+        .iter()
+        .map(|k| store.accepted(k).expect("read"))
+        .collect();
+    let single_nullifiers: Vec<_> = nullifiers
+        .iter()
+        .map(|k| store.nullifier(k).expect("read"))
+        .collect();
+    let single_counters: Vec<_> = counters
+        .iter()
+        .map(|k| store.counter(k).expect("read"))
+        .collect();
+    let single_certs: Vec<_> = cert_ids
+        .iter()
+        .map(|k| store.certificate(k).expect("read"))
+        .collect();
+    // Both kinds of answer occur, so a batch answering all-missing (or
+    // all-found) fails below.
+    for (what, found, total) in [
+        (
+            "accepted",
+            single_accepted.iter().flatten().count(),
+            tx_ids.len(),
+        ),
+        (
+            "nullifiers",
+            single_nullifiers.iter().flatten().count(),
+            nullifiers.len(),
+        ),
+        (
+            "counters",
+            single_counters.iter().flatten().count(),
+            counters.len(),
+        ),
+        (
+            "certificates",
+            single_certs.iter().flatten().count(),
+            cert_ids.len(),
+        ),
+    ] {
+        assert!(
+            0 < found && found < total,
+            "{what}: {found} of {total} found"
+        );
+    }
+    assert_eq!(
+        store.accepted_batch(&tx_ids).expect("batch"),
+        single_accepted
+    );
+    assert_eq!(
+        store.nullifier_batch(&nullifiers).expect("batch"),
+        single_nullifiers
+    );
+    assert_eq!(
+        store.counter_batch(&counters).expect("batch"),
+        single_counters
+    );
+    assert_eq!(
+        store.certificate_batch(&cert_ids).expect("batch"),
+        single_certs
+    );
+    assert_eq!(store.nullifier_batch(&[]).expect("empty batch"), Vec::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
