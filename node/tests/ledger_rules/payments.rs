@@ -175,17 +175,7 @@ fn a_cloned_device_reusing_a_counter_is_accepted_flagged_and_revoked() {
     let a = device
         .pay(100, &id("m-a"), [1; 32], T0_MS + 600_000)
         .expect("pay");
-    let used: Vec<u32> = a.inputs.iter().map(|i| i.leaf.index).collect();
-    let other: Vec<u32> = clone
-        .tokens()
-        .iter()
-        .map(|t| t.index)
-        .filter(|i| !used.contains(i))
-        .take(1)
-        .collect();
-    let b = clone
-        .sign_payment(&other, a.counter, &id("m-b"), [2; 32], T0_MS + 600_000)
-        .expect("sign");
+    let b = counter_reuse(&clone, &a);
     let outcomes = w.submit(&[a.clone(), b.clone()]);
     assert!(!must_accept(&outcomes[0]).clone_detected());
     let PaymentOutcome::Accepted {

@@ -177,16 +177,7 @@ fn reads_fetched_ahead_never_hide_an_earlier_payment_of_the_same_entry() {
         }
     }
     let used: Vec<u32> = first.inputs.iter().map(|i| i.leaf.index).collect();
-    let fresh: Vec<u32> = clone
-        .tokens()
-        .iter()
-        .map(|t| t.index)
-        .filter(|i| !used.contains(i))
-        .take(1)
-        .collect();
-    let cloned = clone
-        .sign_payment(&fresh, first.counter, &id("m-b"), [2; 32], T0_MS + 600_000)
-        .expect("sign");
+    let cloned = counter_reuse(&clone, &first);
     let double = device
         .sign_payment(
             &used,

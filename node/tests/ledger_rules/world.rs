@@ -200,3 +200,20 @@ pub fn must_double_spend(outcome: &PaymentOutcome) -> &spentledger_protocol::Dou
         other => panic!("expected DOUBLE_SPEND, got {other:?}"),
     }
 }
+
+/// What a clone of the device that paid `first` pays: one token `first` did
+/// not spend, under `first`'s counter (merchant "m-b"), as clone detection
+/// must catch.
+pub fn counter_reuse(clone: &Wallet, first: &Payment) -> Payment {
+    let used: Vec<u32> = first.inputs.iter().map(|i| i.leaf.index).collect();
+    let fresh: Vec<u32> = clone
+        .tokens()
+        .iter()
+        .map(|t| t.index)
+        .filter(|i| !used.contains(i))
+        .take(1)
+        .collect();
+    clone
+        .sign_payment(&fresh, first.counter, &id("m-b"), [2; 32], T0_MS + 600_000)
+        .expect("a clone signs with its copy of the device key")
+}
