@@ -327,15 +327,12 @@ impl StateStore {
                 .entry(accepted.receipt.cert_id)
                 .or_insert(&accepted.payment.certificate);
         }
-        for (cert_id, certificate) in bodies {
-            // Written once per certificate: the body never changes (its id
-            // is its hash), so a present one is left alone.
-            let present = self
-                .db
-                .get_pinned_cf(self.cf(CF_CERT_BODIES), cert_id.0)
-                .map_err(store_err)?
-                .is_some();
-            if !present {
+        // Written once per certificate: the body never changes (its id is
+        // its hash), so a present one is left alone. Presence is looked up
+        // for all of them at once (one MultiGet, as apply's reads).
+        let present = self.get_batch(CF_CERT_BODIES, bodies.keys().map(|k| &k.0), |_, _| Ok(()))?;
+        for ((cert_id, certificate), present) in bodies.into_iter().zip(present) {
+            if present.is_none() {
                 b.put_cf(
                     self.cf(CF_CERT_BODIES),
                     cert_id.0,
