@@ -366,6 +366,12 @@ impl LocalCluster {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
         }
+        // An operator's own setting wins over the machine's share.
+        if std::env::var_os("SPENTLEDGER_APPLY_VALIDATION_THREADS").is_none() {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            cmd.arg("--apply-validation-threads")
+                .arg(apply_validation_threads(self.addrs.len(), cores).to_string());
+        }
         if i == 0 {
             cmd.arg("--bootstrap")
                 .arg("--genesis-issuer-keys")
@@ -500,5 +506,29 @@ impl Drop for LocalCluster {
                 crate::ports::release(*addr);
             }
         }
+    }
+}
+
+/// Threads each node of a local cluster validates followers' entries with:
+/// the machine's cores shared among its nodes, at least one. The nodes share
+/// one machine; with every core each, the followers' validation of an entry
+/// took the cores just when the leader applied it and answered, and the
+/// answers' p50 rose by 3-7 ms (docs/BENCHMARKS.md, eighth round). Ingress
+/// keeps every core: any node may lead.
+pub fn apply_validation_threads(nodes: usize, cores: usize) -> usize {
+    (cores / nodes.max(1)).max(1)
+}
+
+#[cfg(test)]
+mod apply_threads_tests {
+    use super::apply_validation_threads;
+
+    #[test]
+    fn each_node_gets_its_share_of_the_cores_and_at_least_one() {
+        assert_eq!(apply_validation_threads(3, 2), 1);
+        assert_eq!(apply_validation_threads(3, 8), 2);
+        assert_eq!(apply_validation_threads(1, 2), 2);
+        assert_eq!(apply_validation_threads(5, 4), 1);
+        assert_eq!(apply_validation_threads(0, 4), 4);
     }
 }

@@ -70,6 +70,10 @@ pub struct Flags {
     /// Threads for payment validation (default: all cores).
     #[arg(long, env = "SPENTLEDGER_VALIDATION_THREADS")]
     pub validation_threads: Option<usize>,
+    /// Threads the state machine validates followers' entries with
+    /// (default: --validation-threads). Lower it when nodes share a machine.
+    #[arg(long, env = "SPENTLEDGER_APPLY_VALIDATION_THREADS")]
+    pub apply_validation_threads: Option<usize>,
     /// Address serving Prometheus metrics at /metrics (default: not served).
     #[arg(long, env = "SPENTLEDGER_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -143,6 +147,7 @@ pub struct FileSettings {
     pub election_timeout_ms: Option<u64>,
     pub snapshot_after_entries: Option<u64>,
     pub validation_threads: Option<usize>,
+    pub apply_validation_threads: Option<usize>,
     pub metrics_listen: Option<SocketAddr>,
     pub submit_queue_payments_max: Option<usize>,
     pub entry_payments_max: Option<usize>,
@@ -171,7 +176,10 @@ pub struct NodeConfig {
     pub genesis_issuer_keys: Vec<spentledger_protocol::IssuerKey>,
     pub batch_payments_max: usize,
     pub timings: RaftTimings,
+    /// Ingress validation (the leader checks what it proposes).
     pub validation_threads: usize,
+    /// The state machine's validation of entries it did not propose.
+    pub apply_validation_threads: usize,
     pub metrics_listen: Option<SocketAddr>,
     pub submit: CoalescerLimits,
     pub drain_timeout_ms: u64,
@@ -393,6 +401,13 @@ impl NodeConfig {
         if !(1..=256).contains(&validation_threads) {
             return Err(invalid("validation-threads", "must be 1..=256"));
         }
+        let apply_validation_threads = flags
+            .apply_validation_threads
+            .or(file.apply_validation_threads)
+            .unwrap_or(validation_threads);
+        if !(1..=256).contains(&apply_validation_threads) {
+            return Err(invalid("apply-validation-threads", "must be 1..=256"));
+        }
         let submit_defaults = CoalescerLimits::default();
         let queue_payments_max = bounded(
             "submit-queue-payments-max",
@@ -474,6 +489,7 @@ impl NodeConfig {
                 logs_kept_after_snapshot: defaults.logs_kept_after_snapshot,
             },
             validation_threads,
+            apply_validation_threads,
             metrics_listen: flags.metrics_listen.or(file.metrics_listen),
             submit,
             drain_timeout_ms,
@@ -523,5 +539,52 @@ fn resolve_tls(
             },
             "--tls-cert, --tls-key and --tls-ca go together",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn resolve(extra: &[&str]) -> Result<NodeConfig, ConfigError> {
+        let mut args = vec![
+            "spentledger-node",
+            "--plaintext",
+            "--node-id",
+            "1",
+            "--listen",
+            "127.0.0.1:1",
+            "--data-dir",
+            "/nonexistent/spentledger-config-test",
+        ];
+        args.extend_from_slice(extra);
+        NodeConfig::resolve(Flags::try_parse_from(args).expect("flags parse"))
+    }
+
+    #[test]
+    fn apply_validation_threads_default_to_the_validation_threads_and_can_be_fewer() {
+        let both = resolve(&["--validation-threads", "3"]).expect("valid");
+        assert_eq!(
+            (both.validation_threads, both.apply_validation_threads),
+            (3, 3)
+        );
+        let split = resolve(&[
+            "--validation-threads",
+            "2",
+            "--apply-validation-threads",
+            "1",
+        ])
+        .expect("valid");
+        assert_eq!(
+            (split.validation_threads, split.apply_validation_threads),
+            (2, 1)
+        );
+        let err = resolve(&["--apply-validation-threads", "0"]).expect_err("0 threads is refused");
+        assert!(
+            err.to_string().contains("--apply-validation-threads"),
+            "the error names the flag: {err}"
+        );
     }
 }

@@ -265,7 +265,7 @@ impl LedgerNode {
         let service = RaftService::new(raft.clone(), options.data_dir.join("incoming"));
         // Ingress validation has its own pool and cache, apart from apply's.
         let ingress = Arc::new(spentledger_protocol::Validator::new(
-            options.ledger.validation_threads,
+            options.api.ingress_validation_threads,
             options.ledger.certificate_cache_entries,
         )?);
         let coalescer = Coalescer::start(
@@ -398,7 +398,14 @@ impl LedgerNode {
                     let _ = stop_rx.await;
                 }),
         );
-        tracing::info!(node_id = options.node_id, %addr, metrics = ?metrics_addr, "node started");
+        tracing::info!(
+            node_id = options.node_id,
+            %addr,
+            metrics = ?metrics_addr,
+            ingress_validation_threads = options.api.ingress_validation_threads,
+            apply_validation_threads = options.ledger.validation_threads,
+            "node started"
+        );
         Ok(LedgerNode {
             id: options.node_id,
             addr,

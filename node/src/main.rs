@@ -46,7 +46,11 @@ fn main() -> ExitCode {
         eprintln!("spentledger-node: invalid configuration: {e}");
         return ExitCode::from(2);
     }
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
+        // Colours for a terminal only: node.log files and container logs
+        // stay plain text for grep and log shippers.
+        .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
@@ -64,7 +68,7 @@ fn main() -> ExitCode {
     };
     if let Some(snapshot) = &config.restore_from_snapshot {
         let ledger = LedgerConfig {
-            validation_threads: config.validation_threads,
+            validation_threads: config.apply_validation_threads,
             certificate_cache_entries: 65_536,
         };
         return match runtime.block_on(restore_from_snapshot(
@@ -125,12 +129,13 @@ async fn run(config: NodeConfig) -> Result<(), NodeError> {
         listener,
         timings: config.timings,
         ledger: LedgerConfig {
-            validation_threads: config.validation_threads,
+            validation_threads: config.apply_validation_threads,
             certificate_cache_entries: 65_536,
         },
         api: spentledger_node::api::ApiLimits {
             batch_payments_max: config.batch_payments_max,
             submit: config.submit,
+            ingress_validation_threads: config.validation_threads,
             ..Default::default()
         },
         metrics_listener,

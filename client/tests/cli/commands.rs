@@ -91,6 +91,17 @@ fn cli_issue_pay_verify_submit_catch_a_double_spend_settle_and_tear_down() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{key}.key is private");
     }
+    eprintln!("--- the nodes share this machine's cores for their followers' validation");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let share = spentledger_client::local_cluster::apply_validation_threads(3, cores);
+    for node in 1..=3 {
+        let log = std::fs::read_to_string(dir.join(format!("cluster/node-{node}/node.log")))
+            .expect("node log");
+        assert!(
+            log.contains(&format!("apply_validation_threads={share}")),
+            "node {node} should validate followers' entries with {share} threads: {log}"
+        );
+    }
 
     eprintln!("--- a device is funded; its secure element is cloned");
     let issued = must_run(

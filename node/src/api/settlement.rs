@@ -20,6 +20,9 @@ pub struct ApiLimits {
     /// Batches one SubmitStream may carry; the next one ends the stream with
     /// RESOURCE_EXHAUSTED (the gateway opens a new stream).
     pub stream_batches_max: usize,
+    /// Threads of the ingress validation pool (the leader checks every
+    /// payment it proposes).
+    pub ingress_validation_threads: usize,
 }
 
 impl Default for ApiLimits {
@@ -28,6 +31,7 @@ impl Default for ApiLimits {
             batch_payments_max: 1_000,
             submit: CoalescerLimits::default(),
             stream_batches_max: 100_000,
+            ingress_validation_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
