@@ -10,6 +10,7 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::api::CoalescerLimits;
+use crate::consensus::apply_lag::ApplyLagLimits;
 use crate::ledger_node::RaftTimings;
 use crate::network::RAFT_MESSAGE_BYTES_MAX;
 use crate::security::{NodeTls, TlsError};
@@ -91,6 +92,11 @@ pub struct Flags {
     /// that queued while the previous entry was validated share the next one anyway].
     #[arg(long, env = "SPENTLEDGER_SUBMIT_LINGER_MS")]
     pub submit_linger_ms: Option<u64>,
+    /// As leader, hold new entries while a majority's apply is more than this many ms behind
+    /// this node's (flow control: a new leader then never faces a longer backlog); 0 turns it
+    /// off [default: 1000].
+    #[arg(long, env = "SPENTLEDGER_APPLY_LAG_MS_MAX")]
+    pub apply_lag_ms_max: Option<u64>,
     /// On SIGTERM, how long in-flight requests may run before being cut, in ms [default: 10000].
     #[arg(long, env = "SPENTLEDGER_DRAIN_TIMEOUT_MS")]
     pub drain_timeout_ms: Option<u64>,
@@ -153,6 +159,7 @@ pub struct FileSettings {
     pub entry_payments_max: Option<usize>,
     pub entry_bytes_max: Option<usize>,
     pub submit_linger_ms: Option<u64>,
+    pub apply_lag_ms_max: Option<u64>,
     pub drain_timeout_ms: Option<u64>,
     pub digest_audit_interval_ms: Option<u64>,
     pub tls_cert: Option<PathBuf>,
@@ -182,6 +189,7 @@ pub struct NodeConfig {
     pub apply_validation_threads: usize,
     pub metrics_listen: Option<SocketAddr>,
     pub submit: CoalescerLimits,
+    pub apply_lag: ApplyLagLimits,
     pub drain_timeout_ms: u64,
     pub digest_audit_interval_ms: u64,
     /// `None`: plaintext, chosen explicitly.
@@ -451,6 +459,17 @@ impl NodeConfig {
             )?,
             ..submit_defaults
         };
+        let apply_lag_defaults = ApplyLagLimits::default();
+        let apply_lag = ApplyLagLimits {
+            lag_ms_max: bounded(
+                "apply-lag-ms-max",
+                flags.apply_lag_ms_max,
+                file.apply_lag_ms_max,
+                apply_lag_defaults.lag_ms_max,
+                0..=600_000,
+            )?,
+            ..apply_lag_defaults
+        };
         let drain_timeout_ms = bounded(
             "drain-timeout-ms",
             flags.drain_timeout_ms,
@@ -492,6 +511,7 @@ impl NodeConfig {
             apply_validation_threads,
             metrics_listen: flags.metrics_listen.or(file.metrics_listen),
             submit,
+            apply_lag,
             drain_timeout_ms,
             digest_audit_interval_ms,
             tls,
@@ -584,6 +604,23 @@ mod tests {
         let err = resolve(&["--apply-validation-threads", "0"]).expect_err("0 threads is refused");
         assert!(
             err.to_string().contains("--apply-validation-threads"),
+            "the error names the flag: {err}"
+        );
+    }
+
+    #[test]
+    fn apply_lag_flow_control_is_on_by_default_bounded_and_can_be_turned_off() {
+        let default = resolve(&[]).expect("valid");
+        assert_eq!(default.apply_lag, ApplyLagLimits::default());
+        assert_eq!(default.apply_lag.lag_ms_max, 1_000);
+        let off = resolve(&["--apply-lag-ms-max", "0"]).expect("0 turns it off");
+        assert_eq!(off.apply_lag.lag_ms_max, 0);
+        let set = resolve(&["--apply-lag-ms-max", "2500"]).expect("valid");
+        assert_eq!(set.apply_lag.lag_ms_max, 2_500);
+        assert_eq!(set.apply_lag.poll_ms, ApplyLagLimits::default().poll_ms);
+        let err = resolve(&["--apply-lag-ms-max", "600001"]).expect_err("past ten minutes");
+        assert!(
+            err.to_string().contains("apply-lag-ms-max"),
             "the error names the flag: {err}"
         );
     }

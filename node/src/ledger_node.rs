@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::api::{
     AdminService, ApiLimits, Coalescer, Forwarder, IngressCheck, IssuerService, SettlementService,
 };
+use crate::consensus::apply_lag::{ApplyLagGate, run_apply_lag_monitor};
 use crate::consensus::{LedgerStateMachine, NodeId, StateHandle, TypeConfig};
 use crate::network::{PeerDialer, PeerNetworkFactory, RAFT_MESSAGE_BYTES_MAX, RaftService};
 use crate::ops::{MetricsSources, NodeMetrics, Quarantine, run_digest_audit, serve_metrics};
@@ -244,6 +245,8 @@ impl LedgerNode {
         let ledger = Arc::new(Ledger::new(options.ledger)?);
         let sm = LedgerStateMachine::open(&options.data_dir.join("state"), ledger)?
             .with_metrics(metrics.clone());
+        #[cfg(feature = "fault-injection")]
+        let sm = sm.with_faults(options.faults.clone(), options.node_id);
         let state = sm.state();
         let snapshot_builds = sm.snapshot_builds();
         let dialer = PeerDialer::new(options.tls.as_ref().map(NodeTls::client_config));
@@ -258,6 +261,7 @@ impl LedgerNode {
         #[cfg(not(feature = "fault-injection"))]
         let faults = crate::network::fault_layer::FaultHook::default();
         let network = PeerNetworkFactory::new(options.node_id, dialer.clone(), faults);
+        let peers = network.clone();
         let raft = Raft::new(options.node_id, Arc::new(config), network, log.clone(), sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -268,13 +272,23 @@ impl LedgerNode {
             options.api.ingress_validation_threads,
             options.ledger.certificate_cache_entries,
         )?);
+        let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
+        let apply_lag_gate = ApplyLagGate::default();
+        tokio::spawn(run_apply_lag_monitor(
+            raft.clone(),
+            peers,
+            apply_lag_gate.clone(),
+            options.api.apply_lag,
+            metrics.clone(),
+            stopping_rx.clone(),
+        ));
         let coalescer = Coalescer::start(
             raft.clone(),
             options.api.submit,
             metrics.clone(),
             IngressCheck::new(ingress, state.clone()),
+            apply_lag_gate,
         );
-        let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
         let settlement = SettlementService::new(
             raft.clone(),
             state.clone(),

@@ -136,6 +136,7 @@ async fn run(config: NodeConfig) -> Result<(), NodeError> {
             batch_payments_max: config.batch_payments_max,
             submit: config.submit,
             ingress_validation_threads: config.validation_threads,
+            apply_lag: config.apply_lag,
             ..Default::default()
         },
         metrics_listener,

@@ -28,6 +28,7 @@ use super::ingress::{CheckedEntry, IngressCheck, Route};
 use super::raft_write::{now_ms, write_error_status};
 use super::results::payment_result;
 use crate::consensus::ClientRequest;
+use crate::consensus::apply_lag::ApplyLagGate;
 use crate::ledger_node::LedgerRaft;
 use crate::ops::NodeMetrics;
 use crate::state_machine::{CommandOutcome, PaymentOutcome};
@@ -101,11 +102,12 @@ impl Coalescer {
         limits: CoalescerLimits,
         metrics: NodeMetrics,
         ingress: IngressCheck,
+        gate: ApplyLagGate,
     ) -> Self {
         // Each queued item holds at least one admitted payment, so the
         // channel can never need more slots than that.
         let (queue, rx) = mpsc::channel(limits.queue_payments_max.max(1));
-        tokio::spawn(run(raft, rx, limits, metrics.clone(), ingress));
+        tokio::spawn(run(raft, rx, limits, metrics.clone(), ingress, gate));
         Coalescer {
             queue,
             admission: Arc::new(Semaphore::new(limits.queue_payments_max)),
@@ -226,11 +228,14 @@ async fn run(
     limits: CoalescerLimits,
     metrics: NodeMetrics,
     ingress: IngressCheck,
+    gate: ApplyLagGate,
 ) {
     // One group waits while the previous one is checked: gathering goes on
     // during validation, and the next entry comes out as full as it can.
     let (groups, groups_rx) = mpsc::channel(1);
-    tokio::spawn(check_and_propose(raft, groups_rx, limits, metrics, ingress));
+    tokio::spawn(check_and_propose(
+        raft, groups_rx, limits, metrics, ingress, gate,
+    ));
     let linger = Duration::from_millis(limits.linger_ms);
     let mut carried: Option<Pending> = None;
     loop {
@@ -296,10 +301,20 @@ async fn check_and_propose(
     limits: CoalescerLimits,
     metrics: NodeMetrics,
     ingress: IngressCheck,
+    gate: ApplyLagGate,
 ) {
     let (checking, checking_rx) = mpsc::channel(CHECKS_AHEAD);
-    tokio::spawn(propose_checked(raft, checking_rx, limits, metrics));
+    tokio::spawn(propose_checked(raft, checking_rx, limits, metrics.clone()));
     while let Some(group) = groups.recv().await {
+        // Held here while a majority's apply is too far behind (flow
+        // control, `consensus::apply_lag`): before validation, so a held
+        // group costs no CPU, and before stamping, so its stamp is the time
+        // it is really proposed. Meanwhile the queue fills and admission
+        // refuses the excess with a retry hint.
+        let held = gate.wait_open().await;
+        if !held.is_zero() {
+            metrics.apply_lag_hold(held);
+        }
         let started = std::time::Instant::now();
         let batches = group.len();
         let bytes = group.iter().map(|p| p.bytes).sum();

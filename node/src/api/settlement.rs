@@ -7,6 +7,7 @@ use super::forward::{Forwarder, Route, hops};
 use super::raft_write::read_barrier;
 use super::results::payment_result;
 use crate::consensus::StateHandle;
+use crate::consensus::apply_lag::ApplyLagLimits;
 use crate::ledger_node::LedgerRaft;
 use crate::ops::NodeMetrics;
 use crate::state_machine::LedgerRead;
@@ -23,6 +24,9 @@ pub struct ApiLimits {
     /// Threads of the ingress validation pool (the leader checks every
     /// payment it proposes).
     pub ingress_validation_threads: usize,
+    /// How far behind a majority's apply may fall before the leader holds
+    /// new entries.
+    pub apply_lag: ApplyLagLimits,
 }
 
 impl Default for ApiLimits {
@@ -32,6 +36,7 @@ impl Default for ApiLimits {
             submit: CoalescerLimits::default(),
             stream_batches_max: 100_000,
             ingress_validation_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            apply_lag: ApplyLagLimits::default(),
         }
     }
 }

@@ -64,6 +64,9 @@ pub struct LedgerStateMachine {
     current_snapshot: Arc<Mutex<Option<CurrentSnapshot>>>,
     metrics: NodeMetrics,
     builds: SnapshotBuilds,
+    /// Test-only: the cluster's faults and this node's id (slow apply).
+    #[cfg(feature = "fault-injection")]
+    faults: Option<(crate::network::fault_layer::FaultNetwork, u64)>,
 }
 
 /// Snapshot builds in progress. A build writes its file on a blocking
@@ -187,12 +190,25 @@ impl LedgerStateMachine {
             current_snapshot: Arc::new(Mutex::new(find_current_snapshot(dir)?)),
             metrics: NodeMetrics::new(0),
             builds: SnapshotBuilds::default(),
+            #[cfg(feature = "fault-injection")]
+            faults: None,
         })
     }
 
     /// Records apply and snapshot figures into `metrics` (the node's).
     pub fn with_metrics(mut self, metrics: NodeMetrics) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Test-only: apply waits as long as `faults` says for `node_id`.
+    #[cfg(feature = "fault-injection")]
+    pub fn with_faults(
+        mut self,
+        faults: Option<crate::network::fault_layer::FaultNetwork>,
+        node_id: u64,
+    ) -> Self {
+        self.faults = faults.map(|f| (f, node_id));
         self
     }
 
@@ -264,6 +280,10 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             return Ok(());
         }
         let (entries, responders): (Vec<Entry>, Vec<_>) = items.into_iter().unzip();
+        #[cfg(feature = "fault-injection")]
+        if let Some((faults, node_id)) = &self.faults {
+            tokio::time::sleep(faults.apply_delay(*node_id, entries.len())).await;
+        }
         let store = self.state.current();
         let ledger = self.ledger.clone();
         let applied = self.applied.clone();

@@ -11,6 +11,8 @@ pub enum RpcKind {
     Append,
     Snapshot,
     TransferLeader,
+    /// The leader's poll of a follower's applied index (flow control).
+    Applied,
 }
 
 /// What the peer client consults before each RPC.
@@ -42,7 +44,7 @@ pub use imp::FaultNetwork;
 
 #[cfg(feature = "fault-injection")]
 mod imp {
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
@@ -56,6 +58,10 @@ mod imp {
         blocked_kinds: BTreeSet<(u64, RpcKind)>,
         drop_per_mille: u32,
         delay_ms: u64,
+        /// node -> ms its state machine waits per entry before applying it:
+        /// a node that validates and applies slowly (not a network fault,
+        /// but a fault of the cluster's nodes all the same).
+        apply_delay_ms: BTreeMap<u64, u64>,
         /// xorshift state: losses are reproducible from the seed.
         rng: u64,
     }
@@ -127,6 +133,17 @@ mod imp {
             self.with(|r| r.delay_ms = ms);
         }
 
+        /// `node`'s state machine waits `ms` per entry before applying it.
+        pub fn apply_delay_ms(&self, node: u64, ms: u64) {
+            self.with(|r| r.apply_delay_ms.insert(node, ms));
+        }
+
+        /// How long `node` waits before applying `entries` entries.
+        pub fn apply_delay(&self, node: u64, entries: usize) -> Duration {
+            let per_entry = self.with(|r| r.apply_delay_ms.get(&node).copied().unwrap_or(0));
+            Duration::from_millis(per_entry.saturating_mul(entries as u64))
+        }
+
         /// Ends every fault.
         pub fn heal(&self) {
             self.with(|r| {
@@ -134,6 +151,7 @@ mod imp {
                 r.blocked_kinds.clear();
                 r.drop_per_mille = 0;
                 r.delay_ms = 0;
+                r.apply_delay_ms.clear();
             });
         }
 

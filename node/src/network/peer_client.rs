@@ -72,6 +72,30 @@ impl PeerNetworkFactory {
         channels.insert(target, (addr.to_owned(), channel.clone()));
         Ok(channel)
     }
+
+    /// Asks the peer `target` at `addr` for its applied log index, over the
+    /// same channel as Raft's messages and through the same fault layer.
+    /// Fails with a short reason when the peer does not answer within
+    /// `timeout`, is unreachable, or does not know the call (an older
+    /// version during a rolling upgrade).
+    pub async fn applied_index(
+        &self,
+        target: NodeId,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<u64, String> {
+        self.faults
+            .before(self.self_id, target, RpcKind::Applied)
+            .await?;
+        let mut request = tonic::Request::new(pb::AppliedRequest {});
+        request.set_timeout(timeout);
+        let mut client = RaftClient::new(self.channel(target, addr)?);
+        match tokio::time::timeout(timeout, client.applied(request)).await {
+            Ok(Ok(response)) => Ok(response.into_inner().applied_index),
+            Ok(Err(status)) => Err(format!("node {target}: {status}")),
+            Err(_) => Err(format!("node {target}: no answer within {timeout:?}")),
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {

@@ -94,6 +94,20 @@ impl pb::raft_server::Raft for RaftService {
         Ok(Response::new(transfer_response_to_pb(&resp)))
     }
 
+    async fn applied(
+        &self,
+        _request: Request<pb::AppliedRequest>,
+    ) -> Result<Response<pb::AppliedResponse>, Status> {
+        use openraft::type_config::async_runtime::WatchReceiver;
+        let applied_index = self
+            .raft
+            .metrics()
+            .borrow_watched()
+            .last_applied
+            .map_or(0, |id| id.index);
+        Ok(Response::new(pb::AppliedResponse { applied_index }))
+    }
+
     async fn install_snapshot(
         &self,
         request: Request<Streaming<pb::SnapshotChunk>>,

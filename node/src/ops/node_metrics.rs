@@ -196,6 +196,14 @@ impl NodeMetrics {
         });
     }
 
+    /// New entries held by the apply-lag flow control for `held`.
+    pub fn apply_lag_hold(&self, held: Duration) {
+        self.with(|| {
+            counter!("spentledger_apply_lag_holds_total").increment(1);
+            histogram!("spentledger_apply_lag_hold_seconds").record(held.as_secs_f64());
+        });
+    }
+
     /// A submission refused with RESOURCE_EXHAUSTED.
     pub fn overload_refusal(&self) {
         self.with(|| counter!("spentledger_overload_refusals_total").increment(1));

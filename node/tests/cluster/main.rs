@@ -20,6 +20,7 @@ use spentledger_protocol::types::{Currency, IdText};
 use spentledger_protocol::{Payment, Verdict, pb};
 use tokio::net::TcpListener;
 
+mod apply_lag;
 mod bootstrap;
 mod divergence;
 mod durability;

@@ -61,7 +61,7 @@ pub(crate) fn must_series(text: &str, name: &str, labels: &[(&str, &str)]) -> f6
 }
 
 /// Payments from distinct fresh wallets (certificates issued a minute ago).
-fn fresh_payments(first_wallet: u8, count: u8) -> Vec<Payment> {
+pub(crate) fn fresh_payments(first_wallet: u8, count: u8) -> Vec<Payment> {
     let now = now_ms();
     (0..count)
         .map(|k| {
