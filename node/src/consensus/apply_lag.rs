@@ -208,7 +208,7 @@ pub async fn run_apply_lag_monitor(
                 lag_ms: None,
             });
             held_since = None;
-            metrics.set_gauge("spentledger_apply_lag_quorum_ms", 0.0);
+            metrics.apply_lag_quorum(0);
             continue;
         }
         let now = Instant::now();
@@ -235,21 +235,12 @@ pub async fn run_apply_lag_monitor(
                     None
                 }
             };
-            let lag_ms = lag.map_or(-1.0, |d| d.as_secs_f64() * 1_000.0);
-            metrics.set_labeled_gauge(
-                "spentledger_apply_lag_follower_ms",
-                "peer",
-                id.to_string(),
-                lag_ms,
-            );
+            metrics.apply_lag_follower(id, lag);
             lags.push(lag);
         }
         let was_open = gate.state().open;
         let next = next_gate(was_open, quorum_lag(&lags, voters), limits.lag_ms_max);
-        metrics.set_gauge(
-            "spentledger_apply_lag_quorum_ms",
-            next.lag_ms.unwrap_or(0) as f64,
-        );
+        metrics.apply_lag_quorum(next.lag_ms.unwrap_or(0));
         match (was_open, next.open) {
             (true, false) => {
                 held_since = Some(now);

@@ -196,6 +196,21 @@ impl NodeMetrics {
         });
     }
 
+    /// The leader's view of its followers' apply (`consensus::apply_lag`):
+    /// the deciding majority's lag (0 when none is known or this node does
+    /// not lead).
+    pub fn apply_lag_quorum(&self, lag_ms: u64) {
+        self.with(|| gauge!("spentledger_apply_lag_quorum_ms").set(lag_ms as f64));
+    }
+
+    /// One follower's apply lag behind the leader's; `None`: unknown (-1).
+    pub fn apply_lag_follower(&self, peer: u64, lag: Option<Duration>) {
+        let ms = lag.map_or(-1.0, |d| d.as_secs_f64() * 1_000.0);
+        self.with(|| {
+            gauge!("spentledger_apply_lag_follower_ms", "peer" => peer.to_string()).set(ms)
+        });
+    }
+
     /// New entries held by the apply-lag flow control for `held`.
     pub fn apply_lag_hold(&self, held: Duration) {
         self.with(|| {
