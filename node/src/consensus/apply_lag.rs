@@ -176,8 +176,9 @@ pub fn next_gate(was_open: bool, lag: Option<Duration>, lag_ms_max: u64) -> Gate
 }
 
 /// Polls the followers while this node leads and keeps `gate` up to date,
-/// until `stopping` turns true. Off (the gate always open) when
-/// `limits.lag_ms_max` is 0.
+/// until `stopping` turns true, when it opens the gate for good (what is
+/// held then is drained like any request in flight). Off (the gate always
+/// open) when `limits.lag_ms_max` is 0.
 pub async fn run_apply_lag_monitor(
     raft: LedgerRaft,
     peers: PeerNetworkFactory,
@@ -198,7 +199,14 @@ pub async fn run_apply_lag_monitor(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stopping.changed() => return,
+            _ = stopping.changed() => {
+                // Entries held now are part of the drain: let them through.
+                gate.set(GateState {
+                    open: true,
+                    lag_ms: None,
+                });
+                return;
+            }
         }
         let m = raft.metrics().borrow_watched().clone();
         if m.current_leader != Some(m.id) {
