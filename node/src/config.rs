@@ -14,6 +14,7 @@ use crate::consensus::apply_lag::ApplyLagLimits;
 use crate::ledger_node::RaftTimings;
 use crate::network::RAFT_MESSAGE_BYTES_MAX;
 use crate::security::{NodeTls, TlsError};
+use crate::state_machine::VALIDATION_NICE_DEFAULT;
 
 /// spentledger-node: one node of a spentledger ledger cluster.
 #[derive(Debug, Clone, Parser)]
@@ -75,6 +76,10 @@ pub struct Flags {
     /// (default: --validation-threads). Lower it when nodes share a machine.
     #[arg(long, env = "SPENTLEDGER_APPLY_VALIDATION_THREADS")]
     pub apply_validation_threads: Option<usize>,
+    /// Nice value of those threads, 0 (normal) to 19: a follower's re-validation yields the
+    /// cores to what clients wait for [default: 10].
+    #[arg(long, env = "SPENTLEDGER_APPLY_VALIDATION_NICE")]
+    pub apply_validation_nice: Option<i32>,
     /// Address serving Prometheus metrics at /metrics (default: not served).
     #[arg(long, env = "SPENTLEDGER_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -154,6 +159,7 @@ pub struct FileSettings {
     pub snapshot_after_entries: Option<u64>,
     pub validation_threads: Option<usize>,
     pub apply_validation_threads: Option<usize>,
+    pub apply_validation_nice: Option<i32>,
     pub metrics_listen: Option<SocketAddr>,
     pub submit_queue_payments_max: Option<usize>,
     pub entry_payments_max: Option<usize>,
@@ -187,6 +193,7 @@ pub struct NodeConfig {
     pub validation_threads: usize,
     /// The state machine's validation of entries it did not propose.
     pub apply_validation_threads: usize,
+    pub apply_validation_nice: i32,
     pub metrics_listen: Option<SocketAddr>,
     pub submit: CoalescerLimits,
     pub apply_lag: ApplyLagLimits,
@@ -416,6 +423,13 @@ impl NodeConfig {
         if !(1..=256).contains(&apply_validation_threads) {
             return Err(invalid("apply-validation-threads", "must be 1..=256"));
         }
+        let apply_validation_nice = bounded(
+            "apply-validation-nice",
+            flags.apply_validation_nice,
+            file.apply_validation_nice,
+            VALIDATION_NICE_DEFAULT,
+            0..=19,
+        )?;
         let submit_defaults = CoalescerLimits::default();
         let queue_payments_max = bounded(
             "submit-queue-payments-max",
@@ -509,6 +523,7 @@ impl NodeConfig {
             },
             validation_threads,
             apply_validation_threads,
+            apply_validation_nice,
             metrics_listen: flags.metrics_listen.or(file.metrics_listen),
             submit,
             apply_lag,
@@ -606,6 +621,13 @@ mod tests {
             err.to_string().contains("--apply-validation-threads"),
             "the error names the flag: {err}"
         );
+        assert_eq!(both.apply_validation_nice, VALIDATION_NICE_DEFAULT);
+        let normal = resolve(&["--apply-validation-nice", "0"]).expect("0 is normal priority");
+        assert_eq!(normal.apply_validation_nice, 0);
+        for bad in ["--apply-validation-nice=20", "--apply-validation-nice=-1"] {
+            let err = resolve(&[bad]).expect_err("outside 0..=19");
+            assert!(err.to_string().contains("apply-validation-nice"), "{err}");
+        }
     }
 
     #[test]

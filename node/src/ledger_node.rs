@@ -268,9 +268,11 @@ impl LedgerNode {
         let addr = options.listener.local_addr()?;
         let service = RaftService::new(raft.clone(), options.data_dir.join("incoming"));
         // Ingress validation has its own pool and cache, apart from apply's.
-        let ingress = Arc::new(spentledger_protocol::Validator::new(
+        let ingress = Arc::new(spentledger_protocol::Validator::with_threads(
+            "ingress-val",
             options.api.ingress_validation_threads,
             options.ledger.certificate_cache_entries,
+            None,
         )?);
         let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
         let apply_lag_gate = ApplyLagGate::default();
@@ -418,6 +420,7 @@ impl LedgerNode {
             metrics = ?metrics_addr,
             ingress_validation_threads = options.api.ingress_validation_threads,
             apply_validation_threads = options.ledger.validation_threads,
+            apply_validation_nice = options.ledger.validation_nice,
             "node started"
         );
         Ok(LedgerNode {

@@ -70,6 +70,7 @@ fn main() -> ExitCode {
         let ledger = LedgerConfig {
             validation_threads: config.apply_validation_threads,
             certificate_cache_entries: 65_536,
+            validation_nice: config.apply_validation_nice,
         };
         return match runtime.block_on(restore_from_snapshot(
             &config.data_dir,
@@ -131,6 +132,7 @@ async fn run(config: NodeConfig) -> Result<(), NodeError> {
         ledger: LedgerConfig {
             validation_threads: config.apply_validation_threads,
             certificate_cache_entries: 65_536,
+            validation_nice: config.apply_validation_nice,
         },
         api: spentledger_node::api::ApiLimits {
             batch_payments_max: config.batch_payments_max,

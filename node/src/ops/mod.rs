@@ -5,6 +5,7 @@ mod digest_audit;
 pub mod heap;
 mod metrics_server;
 mod node_metrics;
+pub mod thread_priority;
 
 pub use digest_audit::{AuditResult, Quarantine, audit_once, run_digest_audit};
 pub use metrics_server::{MetricsSources, serve_metrics};

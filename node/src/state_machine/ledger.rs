@@ -26,13 +26,21 @@ pub struct LedgerConfig {
     pub validation_threads: usize,
     /// Certificate-verification cache entries.
     pub certificate_cache_entries: usize,
+    /// Nice value of the validation threads (0 = normal priority, up to
+    /// 19): speed only, like the thread count (`ops::thread_priority`).
+    pub validation_nice: i32,
 }
+
+/// Apply's validation runs below normal priority by default: a follower's
+/// re-validation waits for what clients wait for (docs/NODE.md).
+pub const VALIDATION_NICE_DEFAULT: i32 = 10;
 
 impl Default for LedgerConfig {
     fn default() -> Self {
         LedgerConfig {
             validation_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             certificate_cache_entries: 65_536,
+            validation_nice: VALIDATION_NICE_DEFAULT,
         }
     }
 }
@@ -48,10 +56,27 @@ pub struct Ledger {
     prechecked_payments: AtomicU64,
 }
 
+/// A thread start that lowers each validation thread to `nice`; none for 0.
+fn lowered_priority(nice: i32) -> Option<spentledger_protocol::validate::ThreadStart> {
+    if nice <= 0 {
+        return None;
+    }
+    Some(std::sync::Arc::new(move |i| {
+        if let Err(e) = crate::ops::thread_priority::lower_current_thread(nice) {
+            tracing::warn!(thread = i, nice, error = %e, "apply validation thread keeps normal priority");
+        }
+    }))
+}
+
 impl Ledger {
     pub fn new(config: LedgerConfig) -> Result<Self, ValidatorError> {
         Ok(Ledger {
-            validator: Validator::new(config.validation_threads, config.certificate_cache_entries)?,
+            validator: Validator::with_threads(
+                "apply-val",
+                config.validation_threads,
+                config.certificate_cache_entries,
+                lowered_priority(config.validation_nice),
+            )?,
             prechecked_payments: AtomicU64::new(0),
         })
     }

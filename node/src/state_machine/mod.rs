@@ -22,7 +22,7 @@ mod read_ahead;
 
 pub use command::{CommandError, LedgerCommand};
 pub use digest::StateDigest;
-pub use ledger::{Ledger, LedgerConfig};
+pub use ledger::{Ledger, LedgerConfig, VALIDATION_NICE_DEFAULT};
 pub use ledger_read::{
     AcceptedPayment, CertRecord, CounterKey, LedgerRead, NullifierRecord, StoreError,
 };

@@ -80,6 +80,7 @@ async fn start_node_with(
         ledger: LedgerConfig {
             validation_threads: 1,
             certificate_cache_entries: 1_024,
+            ..LedgerConfig::default()
         },
         api,
         metrics_listener: Some(metrics_listener),

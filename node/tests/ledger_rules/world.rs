@@ -77,6 +77,7 @@ impl World {
             ledger: Ledger::new(LedgerConfig {
                 validation_threads: threads,
                 certificate_cache_entries: 1_024,
+                ..LedgerConfig::default()
             })
             .expect("validator threads"),
             store: MemLedger::default(),

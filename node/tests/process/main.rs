@@ -30,6 +30,27 @@ fn free_addr() -> SocketAddr {
     spentledger_client::ports::reserve_loopback_addr().expect("a free loopback port")
 }
 
+/// Every thread of process `pid`: its name and nice value (from /proc).
+fn must_thread_nices(pid: u32) -> Vec<(String, i32)> {
+    let tasks = format!("/proc/{pid}/task");
+    std::fs::read_dir(&tasks)
+        .unwrap_or_else(|e| panic!("list {tasks}: {e}"))
+        .map(|task| {
+            let dir = task.expect("task entry").path();
+            let name = std::fs::read_to_string(dir.join("comm")).expect("thread name");
+            let stat = std::fs::read_to_string(dir.join("stat")).expect("thread stat");
+            // Fields after the parenthesised name: state is field 3, nice 19.
+            let after_name = stat.rsplit_once(')').expect("stat has a name").1;
+            let nice = after_name
+                .split_whitespace()
+                .nth(16)
+                .and_then(|f| f.parse::<i32>().ok())
+                .unwrap_or_else(|| panic!("no nice value in {stat:?}"));
+            (name.trim().to_owned(), nice)
+        })
+        .collect()
+}
+
 fn spawn(id: u64, addrs: &[SocketAddr], dir: &Path, bootstrap: bool, keys: &Path) -> Child {
     spawn_with(id, addrs, dir, bootstrap, keys, &[])
 }
@@ -413,6 +434,27 @@ async fn three_processes_bootstrap_settle_stop_and_restart_with_state_intact() {
     let dir = tempfile::tempdir().expect("temp dir");
     eprintln!("--- start three processes; node 1 bootstraps with the genesis issuer key");
     let (issuer, keys_file, addrs, mut procs) = must_start_three(dir.path(), &[]).await;
+
+    eprintln!("--- apply's validation threads run below normal priority, ingress's at it");
+    for child in &procs.0 {
+        let nices = must_thread_nices(child.id());
+        let of = |prefix: &str| -> Vec<i32> {
+            nices
+                .iter()
+                .filter(|(name, _)| name.starts_with(prefix))
+                .map(|(_, nice)| *nice)
+                .collect()
+        };
+        let (apply, ingress) = (of("apply-val-"), of("ingress-val-"));
+        assert!(
+            !apply.is_empty() && apply.iter().all(|n| *n == 10),
+            "apply validation threads' nice values: {nices:?}"
+        );
+        assert!(
+            !ingress.is_empty() && ingress.iter().all(|n| *n == 0),
+            "ingress validation threads' nice values: {nices:?}"
+        );
+    }
 
     eprintln!("--- a gateway submits through node 2");
     let mut wallet = test_wallet(&issuer, 8, 1_000);

@@ -29,6 +29,7 @@ fn ledger() -> Arc<Ledger> {
         Ledger::new(LedgerConfig {
             validation_threads: 1,
             certificate_cache_entries: 256,
+            ..LedgerConfig::default()
         })
         .expect("validator thread"),
     )

@@ -18,7 +18,7 @@ mod validator;
 pub use certificate_cache::CertificateCache;
 pub use context::{IssuerKeys, ValidationContext};
 pub use rules::{Checked, check_certificate, validate_single};
-pub use validator::{ValidationMode, Validator, ValidatorError};
+pub use validator::{ThreadStart, ValidationMode, Validator, ValidatorError};
 
 /// The stateless verdict of one payment: its ids when valid, else the first
 /// rule it broke (in the order of docs/PROTOCOL.md §6).

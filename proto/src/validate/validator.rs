@@ -45,15 +45,33 @@ pub struct Validator {
     cache: CertificateCache,
 }
 
+/// Runs on each of a validator's threads when it starts (the node uses it to
+/// lower the priority of apply's pool); the argument is the thread's index.
+pub type ThreadStart = std::sync::Arc<dyn Fn(usize) + Send + Sync>;
+
 impl Validator {
     pub fn new(threads: usize, cache_capacity: usize) -> Result<Self, ValidatorError> {
+        Self::with_threads("validate", threads, cache_capacity, None)
+    }
+
+    /// A validator whose threads are named `<name>-<i>` and run `start`
+    /// first.
+    pub fn with_threads(
+        name: &'static str,
+        threads: usize,
+        cache_capacity: usize,
+        start: Option<ThreadStart>,
+    ) -> Result<Self, ValidatorError> {
         if threads == 0 {
             return Err(ValidatorError::NoThreads);
         }
-        let pool = rayon::ThreadPoolBuilder::new()
+        let mut builder = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
-            .thread_name(|i| format!("validate-{i}"))
-            .build()?;
+            .thread_name(move |i| format!("{name}-{i}"));
+        if let Some(start) = start {
+            builder = builder.start_handler(move |i| start(i));
+        }
+        let pool = builder.build()?;
         Ok(Validator {
             pool,
             threads,
@@ -181,5 +199,39 @@ impl Validator {
                 Some(e) => Err((RejectReason::for_decode_error(&e), Some(e))),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn every_thread_runs_the_start_hook_once_under_its_name() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let names = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let start: ThreadStart = {
+            let started = started.clone();
+            let names = names.clone();
+            Arc::new(move |_| {
+                started.fetch_add(1, Ordering::SeqCst);
+                let name = std::thread::current().name().unwrap_or("").to_owned();
+                names.lock().expect("lock").push(name);
+            })
+        };
+        let validator = Validator::with_threads("hook", 3, 16, Some(start)).expect("pool");
+        // Every thread has started once the pool ran one task on each.
+        validator.pool.broadcast(|_| ());
+        assert_eq!(started.load(Ordering::SeqCst), 3);
+        let mut names = names.lock().expect("lock").clone();
+        names.sort();
+        assert_eq!(names, ["hook-0", "hook-1", "hook-2"]);
+        assert!(matches!(
+            Validator::with_threads("hook", 0, 16, None),
+            Err(ValidatorError::NoThreads)
+        ));
     }
 }
