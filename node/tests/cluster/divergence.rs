@@ -88,17 +88,31 @@ async fn a_leader_whose_digest_diverges_stops_serving_and_the_others_carry_on() 
     );
 
     eprintln!("--- the other two elect a leader among themselves and keep settling");
-    let leader = cluster.must_leader().await;
-    assert_ne!(leader, victim);
-    let response = settlement_client(cluster.addrs[&leader])
-        .await
-        .submit_batch(pb::SubmitBatchRequest {
-            batch_id: 2,
-            payments: vec![(&second).into()],
-        })
-        .await
-        .expect("survivors serve")
-        .into_inner();
+    // As a gateway does, retry while leadership settles: under a loaded
+    // test machine the survivors' first leader may step down again before
+    // the batch reaches it (UNAVAILABLE, not the leader).
+    let deadline = Instant::now() + WAIT;
+    let response = loop {
+        let leader = cluster.must_leader().await;
+        assert_ne!(leader, victim);
+        match settlement_client(cluster.addrs[&leader])
+            .await
+            .submit_batch(pb::SubmitBatchRequest {
+                batch_id: 2,
+                payments: vec![(&second).into()],
+            })
+            .await
+        {
+            Ok(response) => break response.into_inner(),
+            Err(status)
+                if status.code() == tonic::Code::Unavailable && Instant::now() < deadline =>
+            {
+                eprintln!("    node {leader} is not leading any more ({status}); retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("survivors serve: {status}"),
+        }
+    };
     assert_eq!(response.results[0].verdict, pb::Verdict::Accepted as i32);
     cluster.must_converge().await;
     for node in cluster.nodes.values() {
