@@ -86,9 +86,13 @@ impl LeaderProgress {
     /// How long ago the leader first had applied past `follower_applied`:
     /// zero when the follower is level with the newest sample.
     pub fn lag_of(&self, follower_applied: u64, now: Instant) -> Duration {
+        // Indexes increase along the deque: the first one past the
+        // follower is found by bisection.
+        let first_past = self
+            .samples
+            .partition_point(|(index, _)| *index <= follower_applied);
         self.samples
-            .iter()
-            .find(|(index, _)| *index > follower_applied)
+            .get(first_past)
             .map_or(Duration::ZERO, |(_, at)| now.saturating_duration_since(*at))
     }
 }

@@ -34,9 +34,9 @@ pub fn lower_current_thread(nice: i32) -> io::Result<()> {
     }
 }
 
-/// The calling thread's nice value.
-#[cfg(target_os = "linux")]
-pub fn current_thread_nice() -> io::Result<i32> {
+/// The calling thread's nice value (for the tests: the node only sets it).
+#[cfg(all(test, target_os = "linux"))]
+fn current_thread_nice() -> io::Result<i32> {
     // SAFETY: gettid takes no pointers.
     let tid = unsafe { libc::gettid() };
     let id = libc::id_t::try_from(tid).map_err(|_| io::Error::other("negative thread id"))?;
