@@ -150,5 +150,29 @@ fn raw_signatures(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, raw_signatures, stateless_validation);
+/// The BLAKE3 hashes every node computes per payment: a Merkle node (about
+/// seven per input), a token nullifier (one per input), the payment id.
+fn protocol_hashes(c: &mut Criterion) {
+    let issuer = Issuer::from_seed(id("bank"), [1; 32], 0, u64::MAX);
+    let payment = payments(&issuer, 2).swap_remove(0);
+    let cert_id = payment.certificate.cert_id();
+    let mut group = c.benchmark_group("hashes");
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(3));
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("merkle_node", |b| {
+        b.iter(|| spentledger_protocol::merkle::node_hash(&[1; 32], &[2; 32]))
+    });
+    group.bench_function("token_nullifier", |b| b.iter(|| cert_id.token_nullifier(7)));
+    group.bench_function("tx_id", |b| b.iter(|| payment.tx_id_with(&cert_id)));
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    raw_signatures,
+    stateless_validation,
+    protocol_hashes
+);
 criterion_main!(benches);

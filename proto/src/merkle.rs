@@ -6,7 +6,7 @@
 //! duplicated, so no two leaf lists share a root). The shape therefore depends
 //! only on `token_count`, and a path's length is fixed by `(index, token_count)`.
 
-use crate::ids::context;
+use crate::ids::derived;
 use crate::limits::{MERKLE_PATH_LEN_MAX, TOKENS_PER_CERTIFICATE_MAX};
 use crate::types::TokenLeaf;
 
@@ -15,7 +15,7 @@ pub type Hash = [u8; 32];
 
 /// `derive_key(MERKLE_LEAF, u32le(index) ‖ u64le(value))`.
 pub fn leaf_hash(leaf: &TokenLeaf) -> Hash {
-    let mut hasher = blake3::Hasher::new_derive_key(context::MERKLE_LEAF);
+    let mut hasher = derived::MERKLE_LEAF.hasher();
     hasher.update(&leaf.index.to_le_bytes());
     hasher.update(&leaf.value.to_le_bytes());
     *hasher.finalize().as_bytes()
@@ -23,7 +23,7 @@ pub fn leaf_hash(leaf: &TokenLeaf) -> Hash {
 
 /// `derive_key(MERKLE_NODE, left ‖ right)`.
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    let mut hasher = blake3::Hasher::new_derive_key(context::MERKLE_NODE);
+    let mut hasher = derived::MERKLE_NODE.hasher();
     hasher.update(left);
     hasher.update(right);
     *hasher.finalize().as_bytes()

@@ -2,7 +2,7 @@ use std::fmt;
 
 use crate::canonical::CanonicalWriter;
 use crate::decode_error::{DecodeError, DecodeProblem, field};
-use crate::ids::{CertId, certificate_signing_message, context};
+use crate::ids::{CertId, certificate_signing_message, derived};
 use crate::pb;
 use crate::types::IdText;
 
@@ -88,7 +88,7 @@ impl OfflineCertificate {
     }
 
     pub fn cert_id(&self) -> CertId {
-        CertId(blake3::derive_key(context::CERT_ID, &self.canonical_body()))
+        CertId(derived::CERT_ID.hash(&self.canonical_body()))
     }
 
     /// The bytes the issuer signs.

@@ -1,6 +1,6 @@
 use crate::canonical::CanonicalWriter;
 use crate::decode_error::{DecodeError, field};
-use crate::ids::{CertId, CounterNullifier, Nullifier, TxId, context, payment_signing_message};
+use crate::ids::{CertId, CounterNullifier, Nullifier, TxId, derived, payment_signing_message};
 use crate::limits::INPUTS_PER_PAYMENT_MAX;
 use crate::pb;
 use crate::types::{IdText, OfflineCertificate, PaymentInput};
@@ -67,10 +67,7 @@ impl Payment {
     }
 
     pub fn tx_id_with(&self, cert_id: &CertId) -> TxId {
-        TxId(blake3::derive_key(
-            context::TX_ID,
-            &self.canonical_body_with(cert_id),
-        ))
+        TxId(derived::TX_ID.hash(&self.canonical_body_with(cert_id)))
     }
 
     /// The bytes the device signs.
