@@ -118,17 +118,36 @@ fn channel_for(
 }
 
 /// Transient conditions a gateway retries: no leader, node down or
-/// restarting, overload, deadline.
-fn transient(code: tonic::Code) -> bool {
+/// restarting, overload, deadline, a connection lost under the call.
+fn transient(status: &tonic::Status) -> bool {
     matches!(
-        code,
+        status.code(),
         tonic::Code::Unavailable
             | tonic::Code::ResourceExhausted
             | tonic::Code::DeadlineExceeded
             | tonic::Code::Cancelled
             | tonic::Code::Unknown
             | tonic::Code::Aborted
-    )
+    ) || connection_lost(status)
+}
+
+/// Whether this client's transport made the status (the connection failed
+/// under the call) rather than a node sending it. tonic reports an HTTP/2
+/// GOAWAY as `Internal`, even the NO_ERROR one a node sends while it shuts
+/// down gracefully, for the calls it did not take (a known mapping in gRPC
+/// stacks; grpc-java maps it to UNAVAILABLE). A node's own `Internal` comes
+/// in the grpc-status trailer and carries no transport error. Retrying is
+/// safe: a batch is idempotent, and a payment already recorded comes back
+/// DUPLICATE with its original receipt.
+fn connection_lost(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::transport::Error>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 impl Gateway {
@@ -296,7 +315,7 @@ impl Gateway {
                     self.preferred.store(index, Ordering::Relaxed);
                     return Ok(response.into_inner());
                 }
-                Err(status) if transient(status.code()) => {
+                Err(status) if transient(&status) => {
                     let pushback = status
                         .metadata()
                         .get(RETRY_PUSHBACK_HEADER)
@@ -323,5 +342,60 @@ impl Gateway {
             attempts: self.config.attempts_max,
             last,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A peer that reads the HTTP/2 preface and answers with an empty
+    /// SETTINGS frame and a GOAWAY (NO_ERROR, last stream 0): what a node
+    /// shutting down gracefully tells a call it will not take.
+    async fn going_away_peer() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr = listener.local_addr().expect("bound address");
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("the client connects");
+            let mut preface = [0u8; 24];
+            socket
+                .read_exact(&mut preface)
+                .await
+                .expect("the client sends the preface");
+            assert_eq!(&preface[..3], b"PRI", "an HTTP/2 preface");
+            let settings = [0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+            let go_away = [0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            socket.write_all(&settings).await.expect("send SETTINGS");
+            socket.write_all(&go_away).await.expect("send GOAWAY");
+            // Keep the connection until the client has read both frames.
+            let mut rest = [0u8; 1024];
+            while matches!(socket.read(&mut rest).await, Ok(n) if n > 0) {}
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_call_a_node_refused_while_going_away_is_retried_but_a_nodes_internal_answer_is_not()
+    {
+        let addr = going_away_peer().await;
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("a valid URI")
+            .connect_lazy();
+        let status = pb::settlement_client::SettlementClient::new(channel)
+            .submit_batch(pb::SubmitBatchRequest::default())
+            .await
+            .expect_err("the peer took no call");
+        assert!(
+            connection_lost(&status),
+            "not seen as a lost connection: {status:?}"
+        );
+        assert!(transient(&status), "not retried: {status:?}");
+        // The same code sent by a node (in the trailer, no transport error).
+        let answered = tonic::Status::internal("state digest mismatch");
+        assert!(!connection_lost(&answered));
+        assert!(!transient(&answered), "a node's Internal answer is final");
     }
 }
