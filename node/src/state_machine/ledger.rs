@@ -250,6 +250,9 @@ impl Ledger {
                 None => scan.fresh.push((nullifier, value)),
             }
         }
+        // Everything below records or returns the payment: as recorded, without
+        // its Merkle paths (PROTOCOL.md §9.1; they were checked above).
+        let payment = payment.into_recorded();
         let outcome = if scan.conflicts.is_empty() {
             self.accept(overlay, at, &mut record, payment, tx_id, &nullifiers)?
         } else {

@@ -952,6 +952,44 @@ mod tests {
     }
 
     #[test]
+    fn a_payment_as_recorded_is_stored_without_its_merkle_path_bytes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = StateStore::open(dir.path()).expect("open");
+        let submitted = accepted_payments(4, 2);
+        let recorded: Vec<_> = submitted
+            .iter()
+            .map(|a| AcceptedPayment {
+                payment: a.payment.clone().into_recorded(),
+                receipt: a.receipt.clone(),
+            })
+            .collect();
+        commit(&store, &recorded[..1]);
+        commit(&store, &submitted[1..]);
+        for a in [&recorded[0], &submitted[1]] {
+            let read = store.accepted(&a.receipt.tx_id).expect("read");
+            assert_eq!(read.as_ref(), Some(a), "either form reads back as written");
+        }
+        let hashes: usize = submitted[0]
+            .payment
+            .inputs
+            .iter()
+            .map(|i| i.path.len())
+            .sum();
+        assert!(hashes > 0, "the test payment has Merkle paths");
+        let (full, lean) = (
+            encode_accepted(&submitted[0]),
+            encode_accepted(&recorded[0]),
+        );
+        assert!(
+            lean.len() + 32 * hashes <= full.len(),
+            "{} path hashes should leave the record: {} bytes against {}",
+            hashes,
+            lean.len(),
+            full.len()
+        );
+    }
+
+    #[test]
     fn records_of_the_first_format_still_read_and_a_missing_body_is_corruption() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = StateStore::open(dir.path()).expect("open");

@@ -577,6 +577,14 @@ async fn gateways_submit_over_grpc_through_any_node() {
         .into_inner();
     assert!(got.found, "the answered payment is not readable yet");
     assert_eq!(got.receipt, response.results[0].receipt);
+    let recorded = spentledger_protocol::Payment::try_from(got.payment.as_ref().expect("payment"))
+        .expect("the recorded payment decodes");
+    assert_eq!(
+        recorded,
+        good.clone().into_recorded(),
+        "recorded as submitted, without Merkle paths (PROTOCOL.md §9.1)"
+    );
+    assert!(good.inputs.iter().all(|i| !i.path.is_empty()));
 
     eprintln!("--- a retry is a duplicate with the original receipt");
     let retry = client

@@ -74,9 +74,22 @@ fn a_double_spend_within_one_batch_loses_to_the_earlier_payment() {
     let receipt = must_accept(&outcomes[0]).clone();
     let evidence = must_double_spend(&outcomes[1]);
     eprintln!("--- the evidence names the first payment and its receipt, and verifies offline");
-    assert_eq!(evidence.first_payment, first);
+    assert_eq!(evidence.first_payment, first.clone().into_recorded());
     assert_eq!(evidence.first_receipt, Some(receipt));
-    assert_eq!(evidence.second_payment, second);
+    assert_eq!(evidence.second_payment, second.clone().into_recorded());
+    eprintln!("--- both payments as recorded: leaves kept, Merkle paths dropped, same tx ids");
+    assert!(first.inputs.iter().all(|i| !i.path.is_empty()), "{first:?}");
+    for (recorded, submitted) in [
+        (&evidence.first_payment, &first),
+        (&evidence.second_payment, &second),
+    ] {
+        assert!(recorded.inputs.iter().all(|i| i.path.is_empty()));
+        let leaves = |p: &spentledger_protocol::Payment| -> Vec<_> {
+            p.inputs.iter().map(|i| i.leaf).collect()
+        };
+        assert_eq!(leaves(recorded), leaves(submitted));
+        assert_eq!(recorded.tx_id(), submitted.tx_id());
+    }
     assert!(first.nullifiers().contains(&evidence.nullifier));
     evidence
         .verify(&issuer().issuer_key().public_key)
@@ -148,7 +161,7 @@ fn the_losing_payments_fresh_tokens_are_held_never_spent_again_nor_refunded() {
         .sign_payment(&fresh, 6, &id("m-c"), [3; 32], T0_MS + 800_000)
         .expect("sign");
     let evidence = must_double_spend(&w.must_submit_one(&third)).clone();
-    assert_eq!(evidence.first_payment, losing);
+    assert_eq!(evidence.first_payment, losing.clone().into_recorded());
     assert_eq!(
         evidence.first_receipt, None,
         "a held payment has no receipt"
@@ -189,7 +202,7 @@ fn a_cloned_device_reusing_a_counter_is_accepted_flagged_and_revoked() {
     let evidence = clone_evidence.as_ref().expect("clone evidence");
     assert_eq!(
         (&evidence.first_payment, &evidence.second_payment),
-        (&a, &b)
+        (&a.clone().into_recorded(), &b.clone().into_recorded())
     );
     evidence
         .verify(&issuer().issuer_key().public_key)

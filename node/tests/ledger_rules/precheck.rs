@@ -220,5 +220,5 @@ fn reads_fetched_ahead_never_hide_an_earlier_payment_of_the_same_entry() {
         other => panic!("clone's payment: {other:?}"),
     }
     let evidence = must_double_spend(&by_follower[602]);
-    assert_eq!(evidence.first_payment, first);
+    assert_eq!(evidence.first_payment, first.into_recorded());
 }

@@ -87,6 +87,19 @@ impl Payment {
     pub fn counter_nullifier(&self) -> CounterNullifier {
         self.certificate.cert_id().counter_nullifier(self.counter)
     }
+
+    /// The payment as the ledger records it (docs/PROTOCOL.md §9.1): without
+    /// its Merkle paths. They were checked before anything was recorded,
+    /// and neither the `tx_id` nor the device signature covers them (a leaf
+    /// has one path under a given root), so the record still identifies the
+    /// payment and still proves what its device signed. The paths are most
+    /// of a payment's bytes: dropping them shrinks every state write.
+    pub fn into_recorded(mut self) -> Payment {
+        for input in &mut self.inputs {
+            input.path = Vec::new();
+        }
+        self
+    }
 }
 
 impl TryFrom<&pb::Payment> for Payment {
