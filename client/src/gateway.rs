@@ -12,6 +12,7 @@ use std::time::Duration;
 use spentledger_protocol::{Payment, RejectReason, Verdict, pb};
 use tonic::transport::Channel;
 
+use crate::encoded_batch::{EncodedBatch, EncodedBatchCodec};
 use crate::tls::ClientTls;
 
 /// Metadata a node sets when it redirects to the leader.
@@ -119,6 +120,24 @@ fn channel_for(
 
 /// Transient conditions a gateway retries: no leader, node down or
 /// restarting, overload, deadline, a connection lost under the call.
+/// One `SubmitBatch` call with the batch's bytes as they are.
+async fn send_encoded(
+    channel: Channel,
+    batch: &EncodedBatch,
+) -> Result<tonic::Response<pb::SubmitBatchResponse>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(64 << 20);
+    // As the generated client reports a channel that is not ready.
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
+    grpc.unary(
+        tonic::Request::new(batch.clone()),
+        EncodedBatch::path(),
+        EncodedBatchCodec,
+    )
+    .await
+}
+
 fn transient(status: &tonic::Status) -> bool {
     matches!(
         status.code(),
@@ -296,20 +315,28 @@ impl Gateway {
     }
 
     /// One batch, retried with back-off on transient errors, following
-    /// leader redirects and rotating through the endpoints.
+    /// leader redirects and rotating through the endpoints. Encodes the
+    /// request once; see [`Gateway::submit_encoded`].
     pub async fn submit_batch(
         &self,
         request: pb::SubmitBatchRequest,
+    ) -> Result<pb::SubmitBatchResponse, GatewayError> {
+        self.submit_encoded(&EncodedBatch::new(&request)).await
+    }
+
+    /// As [`Gateway::submit_batch`], for a batch already encoded: every
+    /// attempt sends the same bytes (a gateway that keeps batches, such as
+    /// an outbox or a load generator, encodes each once).
+    pub async fn submit_encoded(
+        &self,
+        batch: &EncodedBatch,
     ) -> Result<pb::SubmitBatchResponse, GatewayError> {
         let mut backoff_ms = self.config.backoff_initial_ms;
         let mut last = tonic::Status::unavailable("not attempted");
         let mut rotate = 0;
         for attempt in 1..=self.config.attempts_max {
             let (index, channel) = self.target(rotate);
-            let call = pb::settlement_client::SettlementClient::new(channel)
-                .max_decoding_message_size(64 << 20)
-                .submit_batch(request.clone())
-                .await;
+            let call = send_encoded(channel, batch).await;
             match call {
                 Ok(response) => {
                     self.preferred.store(index, Ordering::Relaxed);

@@ -23,6 +23,7 @@ pub mod bench_sweep;
 pub mod cli;
 pub mod connect;
 pub mod demo;
+pub mod encoded_batch;
 pub mod files;
 pub mod gateway;
 pub mod local_cluster;

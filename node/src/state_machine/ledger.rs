@@ -156,7 +156,12 @@ impl Ledger {
             for group in prechecked.chunks(READ_AHEAD_PAYMENTS) {
                 read_ahead(overlay, group.iter().map(|(p, c)| (p, c)))?;
                 for (payment, checked) in group {
-                    outcomes.push(self.submit_one(overlay, at, payment.clone(), Ok(*checked))?);
+                    outcomes.push(self.submit_one(
+                        overlay,
+                        at,
+                        payment.recorded(),
+                        Ok(*checked),
+                    )?);
                 }
             }
             return Ok(outcomes);

@@ -300,13 +300,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let mut batch = WriteBatch::default();
-        for entry in &entries {
-            batch.put_cf(
-                self.cf(CF_LOGS),
-                u64_key(entry.log_id.index()),
-                encode_entry(entry),
-            );
+        let encoded: Vec<Vec<u8>> = entries.iter().map(encode_entry).collect();
+        let key_bytes = u64_key(0).len();
+        let mut batch = super::sized_write_batch(
+            encoded.len(),
+            encoded.iter().map(|v| key_bytes + v.len()).sum(),
+        );
+        for (entry, value) in entries.iter().zip(encoded) {
+            batch.put_cf(self.cf(CF_LOGS), u64_key(entry.log_id.index()), value);
         }
         // Into the WAL now (no fsync); the flusher fsyncs and then calls back.
         {

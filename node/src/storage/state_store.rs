@@ -61,6 +61,14 @@ pub(crate) const COLUMN_FAMILIES: [&str; 12] = [
     CF_CERT_BODIES,
 ];
 
+/// Records every commit writes to the meta family (applied, membership,
+/// digest, last stamp).
+const META_RECORDS: usize = 4;
+/// A key of the archive (a payment's tx_id).
+const TX_ID_BYTES: usize = 32;
+/// Key and value of a nullifier, counter or certificate record, rounded up:
+/// only sizes the batch (`commit`), a short estimate costs one regrowth.
+const SMALL_RECORD_BYTES_ESTIMATE: usize = 128;
 const META_APPLIED: &[u8] = b"applied";
 const META_MEMBERSHIP: &[u8] = b"membership";
 const META_DIGEST: &[u8] = b"digest";
@@ -334,11 +342,27 @@ impl StateStore {
     /// Persists one apply call: the ledger writes and where it ended, in one
     /// atomic write batch (not fsynced: see the comment at the write).
     pub fn commit(&self, writes: &WriteSet, state: &AppliedState) -> Result<(), StoreError> {
-        let mut b = WriteBatch::default();
+        // The archive's records are most of the batch: encoded first, so the
+        // batch is sized once (`sized_write_batch`).
+        let accepted: Vec<Vec<u8>> = writes.accepted.values().map(encode_accepted).collect();
+        let small_records = writes.nullifiers.len()
+            + writes.counters.len()
+            + writes.certificates.len()
+            + writes.held_payments.len()
+            + writes.evidence.len()
+            + META_RECORDS;
+        let mut b = super::sized_write_batch(
+            accepted.len() + small_records,
+            accepted
+                .iter()
+                .map(|v| TX_ID_BYTES + v.len())
+                .sum::<usize>()
+                + small_records * SMALL_RECORD_BYTES_ESTIMATE,
+        );
         let mut bodies: BTreeMap<CertId, &spentledger_protocol::OfflineCertificate> =
             BTreeMap::new();
-        for (tx_id, accepted) in &writes.accepted {
-            b.put_cf(self.cf(CF_ACCEPTED), tx_id.0, encode_accepted(accepted));
+        for ((tx_id, accepted), value) in writes.accepted.iter().zip(accepted) {
+            b.put_cf(self.cf(CF_ACCEPTED), tx_id.0, value);
             bodies
                 .entry(accepted.receipt.cert_id)
                 .or_insert(&accepted.payment.certificate);

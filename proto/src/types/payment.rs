@@ -100,6 +100,29 @@ impl Payment {
         }
         self
     }
+
+    /// As [`Payment::into_recorded`], from a borrowed payment: clones
+    /// everything but the paths, which are never copied (the leader applies
+    /// its own entries from payments it keeps for the whole entry).
+    pub fn recorded(&self) -> Payment {
+        Payment {
+            certificate: self.certificate.clone(),
+            inputs: self
+                .inputs
+                .iter()
+                .map(|input| PaymentInput {
+                    leaf: input.leaf,
+                    path: Vec::new(),
+                })
+                .collect(),
+            amount: self.amount,
+            payee_id: self.payee_id.clone(),
+            payee_challenge: self.payee_challenge,
+            counter: self.counter,
+            created_at_ms: self.created_at_ms,
+            device_signature: self.device_signature,
+        }
+    }
 }
 
 impl TryFrom<&pb::Payment> for Payment {

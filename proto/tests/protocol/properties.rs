@@ -97,6 +97,16 @@ fn payment() -> impl Strategy<Value = Payment> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
+    /// The borrowed and the owned way to the recorded form agree: every
+    /// field kept, every path dropped, the same tx_id.
+    #[test]
+    fn a_recorded_payment_is_the_same_from_a_borrow_or_a_move(p in payment()) {
+        let borrowed = p.recorded();
+        prop_assert!(borrowed.inputs.iter().all(|i| i.path.is_empty()));
+        prop_assert_eq!(borrowed.tx_id(), p.tx_id());
+        prop_assert_eq!(&borrowed, &p.clone().into_recorded());
+    }
+
     #[test]
     fn encodings_round_trip(p in payment()) {
         let bytes = pb::Payment::from(&p).encode_to_vec();
