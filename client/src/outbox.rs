@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use spentledger_protocol::{Payment, pb};
 
+use crate::encoded_batch::EncodedBatch;
 use crate::gateway::{Gateway, GatewayError};
 
 /// Payments per stored batch, at most.
@@ -172,7 +173,8 @@ impl Outbox {
     pub async fn drain(&mut self, gateway: &Gateway) -> Result<usize, OutboxError> {
         let pending = self.pending()?;
         for batch in &pending {
-            let response = gateway.submit_batch(batch.request.clone()).await?;
+            let encoded = EncodedBatch::new(&batch.request);
+            let response = gateway.submit_encoded(&encoded).await?;
             self.record(batch, &response)?;
         }
         Ok(pending.len())
