@@ -41,11 +41,6 @@ impl EncodedBatch {
         self.payments
     }
 
-    /// Size of the encoded request.
-    pub fn encoded_bytes(&self) -> usize {
-        self.bytes.len()
-    }
-
     /// The request's protobuf encoding.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
@@ -111,7 +106,7 @@ mod tests {
         let request = request(3);
         let batch = EncodedBatch::new(&request);
         assert_eq!(batch.payments(), 3);
-        assert_eq!(batch.encoded_bytes(), request.encoded_len());
+        assert_eq!(batch.as_bytes().len(), request.encoded_len());
         let back = pb::SubmitBatchRequest::decode(batch.as_bytes()).expect("decodes");
         assert_eq!(back, request);
         // A clone shares the bytes rather than copying them.

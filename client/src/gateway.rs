@@ -118,8 +118,6 @@ fn channel_for(
         .connect_lazy())
 }
 
-/// Transient conditions a gateway retries: no leader, node down or
-/// restarting, overload, deadline, a connection lost under the call.
 /// One `SubmitBatch` call with the batch's bytes as they are.
 async fn send_encoded(
     channel: Channel,
@@ -138,6 +136,8 @@ async fn send_encoded(
     .await
 }
 
+/// Transient conditions a gateway retries: no leader, node down or
+/// restarting, overload, deadline, a connection lost under the call.
 fn transient(status: &tonic::Status) -> bool {
     matches!(
         status.code(),
