@@ -93,7 +93,7 @@ fn stateless_validation(c: &mut Criterion) {
 }
 
 fn raw_signatures(c: &mut Criterion) {
-    const SIGNATURES_MAX: usize = 256;
+    const SIGNATURES_MAX: usize = 2048;
     let keys: Vec<SigningKey> = (0..SIGNATURES_MAX)
         .map(|i| SigningKey::from_bytes(&[(i % 251) as u8 + 1; 32]))
         .collect();
@@ -134,7 +134,7 @@ fn raw_signatures(c: &mut Criterion) {
         b.iter(|| assert!(point.is_torsion_free()))
     });
     // Batch size decides the deterministic chunk (a protocol constant).
-    for size in [16usize, 32, 64, 128, 256] {
+    for size in [16usize, 32, 64, 128, 256, 512, 1024, 2048] {
         group.throughput(Throughput::Elements(size as u64));
         group.bench_function(format!("verify_batch_{size}"), |b| {
             b.iter(|| {
