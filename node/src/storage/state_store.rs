@@ -1243,6 +1243,15 @@ mod tests {
                 ));
                 store.commit(&writes, &state).expect("commit");
             }
+            // RocksDB flushed on its own, so the crash leaves table files
+            // and a WAL tail (a panic here fails the parent's signal check).
+            let nullifier_table_bytes = store
+                .sst_bytes_per_family()
+                .expect("sizes")
+                .into_iter()
+                .find(|(name, _)| name == CF_NULLIFIERS)
+                .map_or(0, |(_, bytes)| bytes);
+            assert!(nullifier_table_bytes > 0, "no flush before the crash");
             // SIGKILL, as `kill -9`: no destructor, no close, no core file.
             let _ = std::process::Command::new("kill")
                 .args(["-KILL", &std::process::id().to_string()])
@@ -1262,7 +1271,11 @@ mod tests {
             .stderr(std::process::Stdio::null())
             .status()
             .expect("run the child");
-        assert!(!status.success(), "the child was to kill itself: {status}");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "the child was to flush, then kill itself: {status}"
+        );
         let store = small_memtable_store(dir.path());
         let applied = store
             .applied_state()
