@@ -376,6 +376,11 @@ fn bench_measures_a_local_cluster_and_writes_csv() {
         assert_eq!(report["verdicts"]["DOUBLE_SPEND"], 59);
         assert_eq!(report["verdicts"]["ACCEPTED"], 541);
         assert!(report["crypto_limit_per_s"].as_f64().unwrap_or(0.0) > 0.0);
+        // The limit is measured in the batches the nodes verify in.
+        assert_eq!(
+            report["signatures_per_batch"],
+            spentledger_protocol::limits::DETERMINISTIC_CHUNK_SIGNATURES
+        );
         assert!(
             report["p99_ms"].as_f64().unwrap_or(0.0) >= report["p50_ms"].as_f64().unwrap_or(0.0)
         );
