@@ -326,11 +326,10 @@ pub const CRYPTO_LIMIT_BATCH_SIGNATURES: usize =
 /// understated the limit and overstated every ratio to it
 /// (docs/BENCHMARKS.md).
 pub fn measure_signatures_per_s(measure: Duration) -> f64 {
-    const BATCH: usize = CRYPTO_LIMIT_BATCH_SIGNATURES;
-    let keys: Vec<SigningKey> = (0..BATCH)
+    let keys: Vec<SigningKey> = (0..CRYPTO_LIMIT_BATCH_SIGNATURES)
         .map(|i| SigningKey::from_bytes(&seed_for("sig-key", i as u64)))
         .collect();
-    let messages: Vec<Vec<u8>> = (0..BATCH)
+    let messages: Vec<Vec<u8>> = (0..CRYPTO_LIMIT_BATCH_SIGNATURES)
         .map(|i| seed_for("sig-msg", i as u64).to_vec())
         .collect();
     let signatures: Vec<ed25519_dalek::Signature> =
@@ -346,7 +345,7 @@ pub fn measure_signatures_per_s(measure: Duration) -> f64 {
                     let mut done = 0;
                     while started.elapsed() < measure {
                         if ed25519_dalek::verify_batch(&refs, &signatures, &public).is_ok() {
-                            done += BATCH;
+                            done += CRYPTO_LIMIT_BATCH_SIGNATURES;
                         }
                     }
                     done

@@ -915,6 +915,15 @@ mod tests {
             .expect("commit");
     }
 
+    /// One family's table-file bytes from a per-family listing.
+    fn family_bytes(sizes: Vec<(String, u64)>, family: &str) -> u64 {
+        sizes
+            .into_iter()
+            .find(|(name, _)| name == family)
+            .expect("every family is listed")
+            .1
+    }
+
     fn cert_bodies(store: &StateStore) -> usize {
         store
             .db()
@@ -935,19 +944,12 @@ mod tests {
                 .expect("put");
         }
         store.db().flush_cf(cf).expect("flush");
-        let accepted_bytes = |bytes: Vec<(String, u64)>| {
-            bytes
-                .into_iter()
-                .find(|(name, _)| name == CF_ACCEPTED)
-                .expect("the accepted family")
-                .1
-        };
-        let flushed = accepted_bytes(store.sst_bytes_per_family().expect("sizes"));
+        let flushed = family_bytes(store.sst_bytes_per_family().expect("sizes"), CF_ACCEPTED);
         assert!(
             flushed >= 4 << 20,
             "the flush wrote {flushed} bytes: it was compressed"
         );
-        let compacted = accepted_bytes(store.compact_all().expect("compact"));
+        let compacted = family_bytes(store.compact_all().expect("compact"), CF_ACCEPTED);
         assert!(
             compacted < flushed / 8,
             "compaction left {compacted} of {flushed} bytes: it did not compress"
@@ -1245,12 +1247,8 @@ mod tests {
             }
             // RocksDB flushed on its own, so the crash leaves table files
             // and a WAL tail (a panic here fails the parent's signal check).
-            let nullifier_table_bytes = store
-                .sst_bytes_per_family()
-                .expect("sizes")
-                .into_iter()
-                .find(|(name, _)| name == CF_NULLIFIERS)
-                .map_or(0, |(_, bytes)| bytes);
+            let nullifier_table_bytes =
+                family_bytes(store.sst_bytes_per_family().expect("sizes"), CF_NULLIFIERS);
             assert!(nullifier_table_bytes > 0, "no flush before the crash");
             // SIGKILL, as `kill -9`: no destructor, no close, no core file.
             let _ = std::process::Command::new("kill")
