@@ -84,6 +84,7 @@ struct Pending {
     payments: Vec<pb::Payment>,
     bytes: usize,
     reply: oneshot::Sender<Submitted>,
+    queued: std::time::Instant,
 }
 
 /// Handle to the coalescing task; cheap to clone.
@@ -164,6 +165,7 @@ impl Coalescer {
                     payments: part,
                     bytes,
                     reply,
+                    queued: std::time::Instant::now(),
                 })
                 .await
                 .map_err(|_| Status::unavailable("node is shutting down"))?;
@@ -321,6 +323,7 @@ async fn check_and_propose(
         let mut wire = Vec::with_capacity(group.iter().map(|p| p.payments.len()).sum());
         let mut callers = Vec::with_capacity(group.len());
         for pending in group {
+            metrics.submit_queued(started.duration_since(pending.queued));
             callers.push((pending.payments.len(), pending.reply));
             wire.extend(pending.payments);
         }
@@ -404,7 +407,7 @@ async fn propose_checked(
             Some(precheck) => ClientRequest::prechecked(command, precheck),
             None => ClientRequest::new(command),
         };
-        propose(&raft, request, callers, permit).await;
+        propose(&raft, request, callers, permit, metrics.clone()).await;
     }
 }
 
@@ -427,7 +430,9 @@ async fn propose(
     request: ClientRequest,
     callers: Vec<Caller>,
     in_flight: OwnedSemaphorePermit,
+    metrics: NodeMetrics,
 ) {
+    let proposed = std::time::Instant::now();
     let (responder, outcome) = ProgressResponder::complete_only();
     if let Err(fatal) = raft.write(request).responder(responder).await {
         answer_all(callers, Err(Status::unavailable(format!("raft: {fatal}"))));
@@ -435,7 +440,9 @@ async fn propose(
     }
     tokio::spawn(async move {
         let _in_flight = in_flight;
-        let result = match outcome.await {
+        let outcome = outcome.await;
+        metrics.entry_outcome(proposed.elapsed());
+        let result = match outcome {
             Ok(Ok(response)) => match response.data {
                 CommandOutcome::Submitted(outcomes) => Ok((response.log_id.index, outcomes)),
                 other => Err(Status::internal(format!(

@@ -154,10 +154,12 @@ impl SettlementService {
         }
         // Admission before any work, held until the answer: bounded memory.
         let _admission = self.coalescer.admit(batch.payments.len())?;
+        let admitted = std::time::Instant::now();
         self.metrics.batch_received(batch.payments.len());
         let batch_id = batch.batch_id;
         // Validated with the rest of its entry (ingress), then proposed.
         let (log_index, outcomes) = self.coalescer.submit(batch.payments).await?;
+        self.metrics.submit_answered(admitted.elapsed());
         let results = outcomes.iter().map(payment_result).collect();
         Ok(pb::SubmitBatchResponse {
             batch_id,

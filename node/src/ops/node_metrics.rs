@@ -120,6 +120,25 @@ impl NodeMetrics {
         });
     }
 
+    /// A gathered group waited `waited` in the submission queue before its
+    /// ingress check started (recorded once per gateway batch).
+    pub fn submit_queued(&self, waited: Duration) {
+        self.with(|| histogram!("spentledger_submit_queue_seconds").record(waited.as_secs_f64()));
+    }
+
+    /// An entry handed to Raft got its outcome `elapsed` later:
+    /// replication, the log fsyncs, commit and this node's apply up to the
+    /// answer.
+    pub fn entry_outcome(&self, elapsed: Duration) {
+        self.with(|| histogram!("spentledger_entry_outcome_seconds").record(elapsed.as_secs_f64()));
+    }
+
+    /// A batch submitted to this node (as leader) was answered `elapsed`
+    /// after it was admitted: queue, ingress, Raft and apply together.
+    pub fn submit_answered(&self, elapsed: Duration) {
+        self.with(|| histogram!("spentledger_submit_seconds").record(elapsed.as_secs_f64()));
+    }
+
     /// A payment answered at ingress without being proposed.
     pub fn ingress_verdict(&self, result: &pb::PaymentResult) {
         let verdict = pb::Verdict::try_from(result.verdict).unwrap_or(pb::Verdict::Unspecified);

@@ -406,6 +406,27 @@ async fn every_node_exports_verdicts_raft_progress_and_storage_sizes() {
         .unwrap_or(0.0);
         let expected = if node.id == leader { 1.0 } else { 0.0 };
         assert_eq!(prechecked, expected, "node {me}: prechecked payments");
+        // Where a submit's time went, on the node that answered it: one
+        // batch queued, checked and proposed; its answer took at least as
+        // long as its entry's outcome.
+        let staged = [
+            "spentledger_submit_seconds_count",
+            "spentledger_submit_queue_seconds_count",
+            "spentledger_entry_outcome_seconds_count",
+        ]
+        .map(|name| series(&text, name, &node_label).unwrap_or(0.0));
+        assert_eq!(
+            staged, [expected; 3],
+            "node {me}: submit, queue and entry-outcome histograms"
+        );
+        if node.id == leader {
+            let submit = must_series(&text, "spentledger_submit_seconds_sum", &node_label);
+            let outcome = must_series(&text, "spentledger_entry_outcome_seconds_sum", &node_label);
+            assert!(
+                submit >= outcome && outcome > 0.0,
+                "node {me}: answered after {submit} s, entry outcome after {outcome} s"
+            );
+        }
         let state_bytes = must_series(&text, "spentledger_rocksdb_sst_bytes", &[("db", "state")])
             + must_series(
                 &text,
