@@ -227,8 +227,9 @@ mod tests {
 
     #[test]
     fn ids_sort_as_their_bytes_do() {
-        // Bytes that differ only in the last position of each word, where a
-        // little-endian reading would order them the other way round.
+        // Ids that differ in one byte only, at the first or last byte of an
+        // 8-byte word: a little-endian reading of the first word would order
+        // some of them the other way round.
         let mut ids = Vec::new();
         for position in [0usize, 7, 8, 15, 16, 31] {
             for value in [0u8, 1, 0x7f, 0x80, 0xff] {
