@@ -120,8 +120,9 @@ impl NodeMetrics {
         });
     }
 
-    /// A gathered group waited `waited` in the submission queue before its
-    /// ingress check started (recorded once per gateway batch).
+    /// A queued batch waited `waited` before its group's ingress check
+    /// started, any apply-lag hold included (recorded once per queued part:
+    /// a gateway batch, or each part of one larger than an entry).
     pub fn submit_queued(&self, waited: Duration) {
         self.with(|| histogram!("spentledger_submit_queue_seconds").record(waited.as_secs_f64()));
     }
@@ -133,8 +134,9 @@ impl NodeMetrics {
         self.with(|| histogram!("spentledger_entry_outcome_seconds").record(elapsed.as_secs_f64()));
     }
 
-    /// A batch submitted to this node (as leader) was answered `elapsed`
-    /// after it was admitted: queue, ingress, Raft and apply together.
+    /// A batch submitted to this node (as leader) got its verdicts
+    /// `elapsed` after it was admitted: queue, ingress, Raft and apply
+    /// together. A submit that fails (no leader, shutdown) is not recorded.
     pub fn submit_answered(&self, elapsed: Duration) {
         self.with(|| histogram!("spentledger_submit_seconds").record(elapsed.as_secs_f64()));
     }
