@@ -187,6 +187,8 @@ pub struct LedgerNode {
     pub dialer: PeerDialer,
     /// Set when this node's digest diverged from its peers'.
     pub quarantine: Quarantine,
+    /// The state machine's last steps, for diagnosing a divergence.
+    pub journal: crate::consensus::apply_journal::ApplyJournal,
     /// Where `/metrics` is served, when it is.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Where the plaintext health-only service is, when it is.
@@ -248,6 +250,7 @@ impl LedgerNode {
         #[cfg(feature = "fault-injection")]
         let sm = sm.with_faults(options.faults.clone(), options.node_id);
         let state = sm.state();
+        let journal = sm.journal();
         let snapshot_builds = sm.snapshot_builds();
         let dialer = PeerDialer::new(options.tls.as_ref().map(NodeTls::client_config));
         if options.tls.is_none() {
@@ -349,7 +352,10 @@ impl LedgerNode {
         ));
         tokio::spawn(run_digest_audit(
             raft.clone(),
-            state.clone(),
+            crate::ops::AuditedState {
+                state: state.clone(),
+                journal: journal.clone(),
+            },
             quarantine.clone(),
             metrics.clone(),
             options.digest_audit_interval_ms,
@@ -431,6 +437,7 @@ impl LedgerNode {
             metrics,
             dialer,
             quarantine,
+            journal,
             metrics_addr,
             health_addr,
             stopping,

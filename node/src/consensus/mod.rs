@@ -3,6 +3,7 @@
 //! the only encoding of log entries, votes and membership on disk and on the
 //! wire (never serde or bincode of openraft internals).
 
+pub mod apply_journal;
 pub mod apply_lag;
 mod codec;
 mod raft_state_machine;

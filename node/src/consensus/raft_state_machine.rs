@@ -6,6 +6,7 @@ use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend};
 
+use super::apply_journal::{ApplyJournal, JournalEvent, JournalRecord, OutcomeSummary};
 use super::codec::{decode_snapshot_meta, encode_snapshot_meta, snapshot_name};
 use super::type_config::{Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::ops::NodeMetrics;
@@ -64,6 +65,9 @@ pub struct LedgerStateMachine {
     current_snapshot: Arc<Mutex<Option<CurrentSnapshot>>>,
     metrics: NodeMetrics,
     builds: SnapshotBuilds,
+    journal: ApplyJournal,
+    /// See [`LedgerStateMachine::allowing_gaps`].
+    gaps_allowed: bool,
     /// Test-only: the cluster's faults and this node's id (slow apply).
     #[cfg(feature = "fault-injection")]
     faults: Option<(crate::network::fault_layer::FaultNetwork, u64)>,
@@ -181,6 +185,12 @@ impl LedgerStateMachine {
         }
         let store = StateStore::open(&generation_dir(dir, generation))?;
         let applied = store.applied_state()?;
+        let journal = ApplyJournal::default();
+        journal.record([JournalRecord {
+            log_id: applied.applied,
+            event: JournalEvent::Opened,
+            digest_after: applied.digest,
+        }]);
         Ok(LedgerStateMachine {
             dir: dir.to_owned(),
             generation,
@@ -190,6 +200,8 @@ impl LedgerStateMachine {
             current_snapshot: Arc::new(Mutex::new(find_current_snapshot(dir)?)),
             metrics: NodeMetrics::new(0),
             builds: SnapshotBuilds::default(),
+            journal,
+            gaps_allowed: false,
             #[cfg(feature = "fault-injection")]
             faults: None,
         })
@@ -226,30 +238,100 @@ impl LedgerStateMachine {
     pub fn applied(&self) -> &AppliedState {
         &self.applied
     }
+
+    /// Accepts entries to apply that skip indexes (still refusing repeats
+    /// and lower log ids). For openraft's storage test suite only, which
+    /// applies 1.3 and then 1.5 to the same state machine; openraft itself
+    /// always applies from the index after the last applied, and a node
+    /// never uses this.
+    pub fn allowing_gaps(mut self) -> Self {
+        self.gaps_allowed = true;
+        self
+    }
+
+    /// The journal of this state machine's last steps (for diagnosis).
+    pub fn journal(&self) -> ApplyJournal {
+        self.journal.clone()
+    }
+}
+
+/// Refuses entries that do not continue the applied log: each must have a
+/// greater log id than the one before it (the first: than `applied`) and,
+/// with `gaps_allowed` false, the very next index. openraft reads the
+/// entries it asks us to apply from the log store (from the index after the
+/// last applied) and does not check them in release builds; were the store
+/// to hand back a purged range's neighbours or an entry a truncation
+/// replaced, this replica's state would silently fork from the others. An
+/// error instead stops this node's Raft (a storage error is fatal), with the
+/// evidence in its log. With nothing applied yet any start is accepted.
+fn check_continues(
+    applied: Option<&LogId>,
+    entries: &[Entry],
+    gaps_allowed: bool,
+) -> io::Result<()> {
+    let mut previous = applied;
+    for entry in entries {
+        let refused = previous.is_some_and(|p| {
+            entry.log_id <= *p
+                || entry.log_id.index() <= p.index()
+                || (!gaps_allowed && entry.log_id.index() != p.index() + 1)
+        });
+        if refused {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "apply was handed entry {} after {}: entries must continue the applied log without gap, repeat or lower term",
+                    entry.log_id,
+                    previous.map_or("nothing".to_owned(), ToString::to_string),
+                ),
+            ));
+        }
+        previous = Some(&entry.log_id);
+    }
+    Ok(())
+}
+
+/// What one apply call computed: the state after it, each entry's outcome
+/// and journal record, and the writes that record it, not yet written.
+struct Applied {
+    state: AppliedState,
+    outcomes: Vec<CommandOutcome>,
+    journal: Vec<JournalRecord>,
+    writes: WriteSet,
 }
 
 /// Applies entries on a blocking thread (validation is CPU work, RocksDB
-/// reads and writes are blocking I/O): their outcomes, the state after them,
-/// and the writes that record it, not yet written.
+/// reads and writes are blocking I/O).
 fn apply_entries(
     store: &StateStore,
     ledger: &Ledger,
     mut applied: AppliedState,
     entries: &[Entry],
-) -> io::Result<(AppliedState, Vec<CommandOutcome>, WriteSet)> {
+) -> io::Result<Applied> {
     let mut overlay = Overlay::new(store);
     let mut outcomes = Vec::with_capacity(entries.len());
+    let mut journal = Vec::with_capacity(entries.len());
     for entry in entries {
         let index = entry.log_id.index();
-        let outcome = match &entry.payload {
-            EntryPayload::Blank => CommandOutcome::Internal,
-            EntryPayload::Normal(request) => match request.command() {
-                Ok(command) => ledger.apply(&mut overlay, index, &command, request.precheck())?,
-                Err(e) => CommandOutcome::Malformed(format!("command: invalid protobuf: {e}")),
-            },
+        let (outcome, event) = match &entry.payload {
+            EntryPayload::Blank => (CommandOutcome::Internal, JournalEvent::Blank),
+            EntryPayload::Normal(request) => {
+                let outcome = match request.command() {
+                    Ok(command) => {
+                        ledger.apply(&mut overlay, index, &command, request.precheck())?
+                    }
+                    Err(e) => CommandOutcome::Malformed(format!("command: invalid protobuf: {e}")),
+                };
+                let event = JournalEvent::Command {
+                    bytes: request.encoded().len(),
+                    hash: JournalRecord::entry_hash(request.encoded()),
+                    outcome: OutcomeSummary::of(&outcome),
+                };
+                (outcome, event)
+            }
             EntryPayload::Membership(m) => {
                 applied.membership = StoredMembership::new(Some(entry.log_id), m.clone());
-                CommandOutcome::Internal
+                (CommandOutcome::Internal, JournalEvent::Membership)
             }
         };
         let folded = match outcome {
@@ -258,9 +340,19 @@ fn apply_entries(
         };
         applied.digest = applied.digest.fold(index, folded);
         applied.applied = Some(entry.log_id);
+        journal.push(JournalRecord {
+            log_id: Some(entry.log_id),
+            event,
+            digest_after: applied.digest,
+        });
         outcomes.push(outcome);
     }
-    Ok((applied, outcomes, overlay.into_writes()))
+    Ok(Applied {
+        state: applied,
+        outcomes,
+        journal,
+        writes: overlay.into_writes(),
+    })
 }
 
 impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
@@ -280,6 +372,15 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             return Ok(());
         }
         let (entries, responders): (Vec<Entry>, Vec<_>) = items.into_iter().unzip();
+        if let Err(e) = check_continues(self.applied.applied.as_ref(), &entries, self.gaps_allowed)
+        {
+            tracing::error!(
+                error = %e,
+                recent_applies = %self.journal.render(8),
+                "refusing to apply: the log handed over entries that do not continue the state"
+            );
+            return Err(e);
+        }
         #[cfg(feature = "fault-injection")]
         if let Some((faults, node_id)) = &self.faults {
             tokio::time::sleep(faults.apply_delay(*node_id, entries.len())).await;
@@ -291,8 +392,14 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         let started = std::time::Instant::now();
         let entry_count = entries.len();
         let prechecked_before = self.ledger.prechecked_payments();
+        let journal = self.journal.clone();
         let applied = tokio::task::spawn_blocking(move || {
-            let (applied, outcomes, writes) = apply_entries(&store, &ledger, applied, &entries)?;
+            let Applied {
+                state: applied,
+                outcomes,
+                journal: records,
+                writes,
+            } = apply_entries(&store, &ledger, applied, &entries)?;
             metrics.applied_outcomes(&outcomes);
             // Answered before the state write: an answer needs the entry
             // committed (in a majority's fsynced logs, so it is durable) and
@@ -307,6 +414,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
                 }
             }
             store.commit(&writes, &applied)?;
+            journal.record(records);
             Ok::<_, io::Error>(applied)
         })
         .await
@@ -343,6 +451,11 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         .map_err(io_err)??;
         let old = generation_dir(&self.dir, self.generation);
         self.applied = store.applied_state()?;
+        self.journal.record([JournalRecord {
+            log_id: self.applied.applied,
+            event: JournalEvent::SnapshotInstalled,
+            digest_after: self.applied.digest,
+        }]);
         self.state.replace(Arc::new(store));
         self.generation = next;
         self.metrics.snapshot_installed();

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use super::NodeMetrics;
 use crate::api::peer_status;
 use crate::consensus::StateHandle;
+use crate::consensus::apply_journal::ApplyJournal;
 use crate::ledger_node::LedgerRaft;
 use crate::network::PeerDialer;
 
@@ -75,10 +76,20 @@ pub enum AuditResult {
     Diverged { disagreeing_peers: usize },
 }
 
+/// Journal records logged with a quarantine.
+const DIVERGENCE_JOURNAL_RECORDS: usize = 32;
+
+/// What the audit reads of its own node: the live state, and the journal of
+/// the steps that led to it (logged when the node quarantines itself).
+pub struct AuditedState {
+    pub state: StateHandle,
+    pub journal: ApplyJournal,
+}
+
 /// Runs audit rounds every `interval_ms` until the node stops.
 pub async fn run_digest_audit(
     raft: LedgerRaft,
-    state: StateHandle,
+    AuditedState { state, journal }: AuditedState,
     quarantine: Quarantine,
     metrics: NodeMetrics,
     interval_ms: u64,
@@ -98,9 +109,12 @@ pub async fn run_digest_audit(
         let result = audit_once(&raft, &state, &dialer).await;
         match result {
             AuditResult::Diverged { disagreeing_peers } => {
+                // The journal says which entry, and how, for the report
+                // that must follow (docs/NODE.md, "Divergence").
                 tracing::error!(
                     node_id = raft.metrics().borrow_watched().id,
                     disagreeing_peers,
+                    recent_applies = %journal.render(DIVERGENCE_JOURNAL_RECORDS),
                     "state digest differs from every peer at the same applied index; quarantined: not serving"
                 );
                 quarantine.set();

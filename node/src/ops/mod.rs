@@ -7,6 +7,6 @@ mod metrics_server;
 mod node_metrics;
 pub mod thread_priority;
 
-pub use digest_audit::{AuditResult, Quarantine, audit_once, run_digest_audit};
+pub use digest_audit::{AuditResult, AuditedState, Quarantine, audit_once, run_digest_audit};
 pub use metrics_server::{MetricsSources, serve_metrics};
 pub use node_metrics::NodeMetrics;

@@ -46,6 +46,14 @@ async fn a_leader_whose_digest_diverges_stops_serving_and_the_others_carry_on() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let bad = cluster.nodes.remove(&victim).expect("victim");
+    eprintln!("--- its journal (logged with the quarantine) ends at the entry it applied");
+    let journal = bad.journal.recent(usize::MAX);
+    let last = journal.last().expect("a journal record");
+    assert_eq!(last.log_id, applied.applied, "{journal:#?}");
+    assert_eq!(
+        last.digest_after, applied.digest,
+        "the digest apply computed, not the corrupted one"
+    );
     let addr = cluster.addrs[&victim];
     assert_eq!(health(addr, "").await, ServingStatus::NotServing as i32);
     assert_eq!(

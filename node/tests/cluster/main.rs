@@ -268,11 +268,12 @@ impl Cluster {
             let indexes: std::collections::BTreeSet<u64> = digests.values().map(|d| d.0).collect();
             if indexes.len() == 1 && indexes.iter().all(|i| *i >= target) {
                 let first = digests.values().next().expect("nodes").clone();
-                for (id, d) in &digests {
-                    assert_eq!(
-                        d, &first,
-                        "node {id} diverged at the same index: {digests:?}"
-                    );
+                if digests.values().any(|d| d != &first) {
+                    // Which entry, and how: each node's last steps.
+                    for node in self.nodes.values() {
+                        eprintln!("--- node {} applied:\n{}", node.id, node.journal.render(64));
+                    }
+                    panic!("a node diverged at the same index: {digests:?}");
                 }
                 return first;
             }
