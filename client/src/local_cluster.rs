@@ -345,6 +345,8 @@ impl LocalCluster {
         }
         cmd.arg("--node-id")
             .arg((i + 1).to_string())
+            .arg("--cluster-id")
+            .arg(cluster_id_for(&self.dir))
             .arg("--listen")
             .arg(self.addrs[i].to_string())
             .arg("--metrics-listen")
@@ -509,6 +511,31 @@ impl Drop for LocalCluster {
     }
 }
 
+/// A local cluster's id (the nodes' `--cluster-id`): `local-` and its
+/// directory's name, with characters an id may not hold replaced by `-`, so
+/// that two local clusters on one host never take each other's Raft
+/// messages (a port one freed may be the other's next).
+pub fn cluster_id_for(dir: &Path) -> String {
+    let name = dir
+        .canonicalize()
+        .unwrap_or_else(|_| dir.to_owned())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cleaned: String = format!("local-{name}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    cleaned
+}
+
 /// Threads each node of a local cluster validates followers' entries with:
 /// the machine's cores shared among its nodes, at least one. The nodes share
 /// one machine; with every core each, the followers' validation of an entry
@@ -521,7 +548,21 @@ pub fn apply_validation_threads(nodes: usize, cores: usize) -> usize {
 
 #[cfg(test)]
 mod apply_threads_tests {
-    use super::apply_validation_threads;
+    use std::path::Path;
+
+    use super::{apply_validation_threads, cluster_id_for};
+
+    #[test]
+    fn a_local_clusters_id_is_a_valid_id_named_after_its_directory() {
+        assert_eq!(
+            cluster_id_for(Path::new("/nonexistent/my demo")),
+            "local-my-demo"
+        );
+        let long = format!("/nonexistent/{}", "é".repeat(80));
+        let id = cluster_id_for(Path::new(&long));
+        assert_eq!(id.len(), 63);
+        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    }
 
     #[test]
     fn each_node_gets_its_share_of_the_cores_and_at_least_one() {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::api::CoalescerLimits;
 use crate::consensus::apply_lag::ApplyLagLimits;
 use crate::ledger_node::RaftTimings;
-use crate::network::RAFT_MESSAGE_BYTES_MAX;
+use crate::network::{ClusterId, RAFT_MESSAGE_BYTES_MAX};
 use crate::security::{NodeTls, TlsError};
 use crate::state_machine::VALIDATION_NICE_DEFAULT;
 
@@ -109,6 +109,13 @@ pub struct Flags {
     /// a node that disagrees with all of them stops serving [default: 10000].
     #[arg(long, env = "SPENTLEDGER_DIGEST_AUDIT_INTERVAL_MS")]
     pub digest_audit_interval_ms: Option<u64>,
+    /// This cluster's id, the same on every member and unique among
+    /// clusters that could reach one another: stamped on every Raft message
+    /// and required on those received, so a node never takes another
+    /// cluster's messages for its own (1-63 characters of A-Z a-z 0-9 . _ -)
+    /// [default: spentledger].
+    #[arg(long, env = "SPENTLEDGER_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
     /// PEM certificate (chain) this node presents to clients and peers. With
     /// --tls-key and --tls-ca: mutual TLS, and every RPC checked against the
     /// caller certificate's role (gateway, issuer, admin, peer).
@@ -168,6 +175,7 @@ pub struct FileSettings {
     pub apply_lag_ms_max: Option<u64>,
     pub drain_timeout_ms: Option<u64>,
     pub digest_audit_interval_ms: Option<u64>,
+    pub cluster_id: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_ca: Option<PathBuf>,
@@ -199,6 +207,7 @@ pub struct NodeConfig {
     pub apply_lag: ApplyLagLimits,
     pub drain_timeout_ms: u64,
     pub digest_audit_interval_ms: u64,
+    pub cluster_id: ClusterId,
     /// `None`: plaintext, chosen explicitly.
     pub tls: Option<NodeTls>,
     /// Restore the data directory from this snapshot instead of running.
@@ -498,6 +507,10 @@ impl NodeConfig {
             10_000,
             100..=3_600_000,
         )?;
+        let cluster_id = match flags.cluster_id.or(file.cluster_id) {
+            Some(text) => ClusterId::new(&text).map_err(|e| invalid("cluster-id", e))?,
+            None => ClusterId::default(),
+        };
         let tls = resolve_tls(
             flags.tls_cert.or(file.tls_cert),
             flags.tls_key.or(file.tls_key),
@@ -529,6 +542,7 @@ impl NodeConfig {
             apply_lag,
             drain_timeout_ms,
             digest_audit_interval_ms,
+            cluster_id,
             tls,
             health_listen: flags.health_listen.or(file.health_listen),
             restore_from_snapshot: flags.restore_from_snapshot,

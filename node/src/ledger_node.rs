@@ -136,6 +136,9 @@ pub struct NodeOptions {
     pub drain_timeout_ms: u64,
     /// How often the state digest is compared with the peers'.
     pub digest_audit_interval_ms: u64,
+    /// The cluster this node belongs to: stamped on its Raft messages, and
+    /// required on those it receives (`network::cluster_id`).
+    pub cluster_id: crate::network::ClusterId,
     /// Mutual TLS for clients and peers, with roles enforced per RPC.
     /// `None` is plaintext without access control (development only).
     pub tls: Option<NodeTls>,
@@ -189,6 +192,8 @@ pub struct LedgerNode {
     pub quarantine: Quarantine,
     /// The state machine's last steps, for diagnosing a divergence.
     pub journal: crate::consensus::apply_journal::ApplyJournal,
+    /// The cluster this node belongs to.
+    pub cluster_id: crate::network::ClusterId,
     /// Where `/metrics` is served, when it is.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Where the plaintext health-only service is, when it is.
@@ -263,13 +268,18 @@ impl LedgerNode {
         let faults = crate::network::fault_layer::FaultHook::new(options.faults.clone());
         #[cfg(not(feature = "fault-injection"))]
         let faults = crate::network::fault_layer::FaultHook::default();
-        let network = PeerNetworkFactory::new(options.node_id, dialer.clone(), faults);
+        let network =
+            PeerNetworkFactory::new(options.node_id, dialer.clone(), faults, &options.cluster_id);
         let peers = network.clone();
         let raft = Raft::new(options.node_id, Arc::new(config), network, log.clone(), sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         let addr = options.listener.local_addr()?;
-        let service = RaftService::new(raft.clone(), options.data_dir.join("incoming"));
+        let service = RaftService::new(
+            raft.clone(),
+            options.data_dir.join("incoming"),
+            &options.cluster_id,
+        );
         // Ingress validation has its own pool and cache, apart from apply's.
         let ingress = Arc::new(spentledger_protocol::Validator::with_threads(
             "ingress-val",
@@ -355,6 +365,7 @@ impl LedgerNode {
             crate::ops::AuditedState {
                 state: state.clone(),
                 journal: journal.clone(),
+                cluster_id: options.cluster_id.clone(),
             },
             quarantine.clone(),
             metrics.clone(),
@@ -415,6 +426,7 @@ impl LedgerNode {
                     state.clone(),
                     quarantine.clone(),
                     dialer.clone(),
+                    options.cluster_id.clone(),
                 )))
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stop_rx.await;
@@ -438,6 +450,7 @@ impl LedgerNode {
             dialer,
             quarantine,
             journal,
+            cluster_id: options.cluster_id.clone(),
             metrics_addr,
             health_addr,
             stopping,

@@ -145,12 +145,13 @@ async fn run(config: NodeConfig) -> Result<(), NodeError> {
         health_listener,
         drain_timeout_ms: config.drain_timeout_ms,
         digest_audit_interval_ms: config.digest_audit_interval_ms,
+        cluster_id: config.cluster_id.clone(),
         tls: config.tls.clone(),
         #[cfg(feature = "fault-injection")]
         faults: fault_control(config.node_id),
     })
     .await?;
-    tracing::info!(node_id = config.node_id, advertise = %config.advertise, "serving");
+    tracing::info!(node_id = config.node_id, advertise = %config.advertise, cluster_id = %config.cluster_id, "serving");
     let start_up = async {
         if config.bootstrap {
             bootstrap_once(&node, &config.initial_members, &config.genesis_issuer_keys).await?;

@@ -24,6 +24,7 @@ pub struct AdminService {
     state: StateHandle,
     quarantine: Quarantine,
     dialer: PeerDialer,
+    cluster_id: crate::network::ClusterId,
 }
 
 impl AdminService {
@@ -32,12 +33,14 @@ impl AdminService {
         state: StateHandle,
         quarantine: Quarantine,
         dialer: PeerDialer,
+        cluster_id: crate::network::ClusterId,
     ) -> Self {
         AdminService {
             raft,
             state,
             quarantine,
             dialer,
+            cluster_id,
         }
     }
 
@@ -74,6 +77,7 @@ impl AdminService {
             digest_mismatch: self.quarantine.is_set(),
             reachable: true,
             error: String::new(),
+            cluster_id: self.cluster_id.to_string(),
         })
     }
 
@@ -135,12 +139,26 @@ pub async fn peer_status_response(
         .map_err(|s| s.to_string())
 }
 
-/// Asks the node at `address` for its own status (term, applied index, digest).
-pub async fn peer_status(dialer: &PeerDialer, address: &str) -> Result<pb::NodeStatus, String> {
-    peer_status_response(dialer, address)
+/// Asks the node at `address` for its own status (term, applied index,
+/// digest). A node there of another cluster is an error, not a peer: an
+/// address reused elsewhere must not be compared with this cluster's state.
+pub async fn peer_status(
+    dialer: &PeerDialer,
+    address: &str,
+    cluster: &crate::network::ClusterId,
+) -> Result<pb::NodeStatus, String> {
+    let status = peer_status_response(dialer, address)
         .await?
         .self_
-        .ok_or_else(|| "reply without status".to_owned())
+        .ok_or_else(|| "reply without status".to_owned())?;
+    if status.cluster_id != cluster.as_str() {
+        return Err(format!(
+            "the node at {address} belongs to cluster {:?}, not {:?}",
+            status.cluster_id,
+            cluster.as_str()
+        ));
+    }
+    Ok(status)
 }
 
 #[tonic::async_trait]
@@ -157,7 +175,7 @@ impl Admin for AdminService {
                 .iter()
                 .filter(|m| m.node_id != own.node_id)
                 .map(|m| async move {
-                    match peer_status(&self.dialer, &m.address).await {
+                    match peer_status(&self.dialer, &m.address, &self.cluster_id).await {
                         Ok(status) => status,
                         Err(error) => pb::NodeStatus {
                             node_id: m.node_id,

@@ -2,6 +2,7 @@
 //! ([`PeerNetworkFactory`]), the server side ([`RaftService`]), and how a
 //! node dials its peers ([`PeerDialer`]).
 
+pub mod cluster_id;
 #[cfg(feature = "fault-injection")]
 pub mod fault_control;
 pub mod fault_layer;
@@ -9,6 +10,7 @@ mod peer_client;
 mod peer_dialer;
 mod raft_service;
 
+pub use cluster_id::{CLUSTER_HEADER, ClusterId};
 pub use peer_client::{PeerNetwork, PeerNetworkFactory};
 pub use peer_dialer::PeerDialer;
 pub use raft_service::RaftService;

@@ -14,9 +14,11 @@ use openraft::raft::{
 };
 use spentledger_protocol::pb;
 use spentledger_protocol::pb::raft_client::RaftClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use super::PeerDialer;
+use super::cluster_id::{ClusterId, ClusterStamp};
 use super::fault_layer::{FaultHook, RpcKind};
 
 use super::{RAFT_MESSAGE_BYTES_MAX, SNAPSHOT_CHUNK_BYTES};
@@ -31,6 +33,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A Raft client whose every request carries this node's cluster id.
+type PeerClient = RaftClient<InterceptedService<Channel, ClusterStamp>>;
+
 /// Creates peer clients, keeping one HTTP/2 channel per peer (re-created
 /// only when the peer's address changes).
 #[derive(Clone)]
@@ -38,15 +43,22 @@ pub struct PeerNetworkFactory {
     self_id: NodeId,
     dialer: PeerDialer,
     faults: FaultHook,
+    stamp: ClusterStamp,
     channels: Arc<Mutex<BTreeMap<NodeId, (String, Channel)>>>,
 }
 
 impl PeerNetworkFactory {
-    pub fn new(self_id: NodeId, dialer: PeerDialer, faults: FaultHook) -> Self {
+    pub fn new(
+        self_id: NodeId,
+        dialer: PeerDialer,
+        faults: FaultHook,
+        cluster: &ClusterId,
+    ) -> Self {
         PeerNetworkFactory {
             self_id,
             dialer,
             faults,
+            stamp: cluster.stamp(),
             channels: Arc::new(Mutex::new(BTreeMap::new())),
         }
     }
@@ -89,7 +101,8 @@ impl PeerNetworkFactory {
             .await?;
         let mut request = tonic::Request::new(pb::AppliedRequest {});
         request.set_timeout(timeout);
-        let mut client = RaftClient::new(self.channel(target, addr)?);
+        let mut client =
+            RaftClient::with_interceptor(self.channel(target, addr)?, self.stamp.clone());
         match tokio::time::timeout(timeout, client.applied(request)).await {
             Ok(Ok(response)) => Ok(response.into_inner().applied_index),
             Ok(Err(status)) => Err(format!("node {target}: {status}")),
@@ -106,7 +119,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
             Err("refusing to open a Raft connection to this node itself".to_owned())
         } else {
             self.channel(target, &node.addr).map(|channel| {
-                RaftClient::new(channel)
+                RaftClient::with_interceptor(channel, self.stamp.clone())
                     .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
                     .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
             })
@@ -124,7 +137,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
 pub struct PeerNetwork {
     from: NodeId,
     target: NodeId,
-    client: Result<RaftClient<Channel>, String>,
+    client: Result<PeerClient, String>,
     faults: FaultHook,
 }
 
@@ -170,7 +183,7 @@ impl PeerNetwork {
             .map_err(|e| RPCError::Unreachable(Unreachable::from_string(e)))
     }
 
-    fn client(&self) -> Result<RaftClient<Channel>, RPCError<TypeConfig>> {
+    fn client(&self) -> Result<PeerClient, RPCError<TypeConfig>> {
         self.client
             .clone()
             .map_err(|e| RPCError::Unreachable(Unreachable::from_string(e)))

@@ -8,6 +8,7 @@ use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::SNAPSHOT_BYTES_MAX;
+use super::cluster_id::{ClusterGate, ClusterId};
 use crate::consensus::rpc_codec::{
     append_request_from_pb, append_response_to_pb, transfer_request_from_pb,
     transfer_response_to_pb, vote_request_from_pb, vote_response_to_pb,
@@ -19,17 +20,23 @@ use crate::storage::SnapshotFile;
 
 type LedgerRaft = Raft<TypeConfig, LedgerStateMachine>;
 
-/// The node-to-node Raft gRPC service: hands peers' messages to openraft.
+/// The node-to-node Raft gRPC service: hands peers' messages to openraft,
+/// only those of this node's cluster (see [`super::cluster_id`]).
 #[derive(Clone)]
 pub struct RaftService {
     raft: LedgerRaft,
     /// Where incoming snapshots are written before install.
     incoming_dir: PathBuf,
+    gate: ClusterGate,
 }
 
 impl RaftService {
-    pub fn new(raft: LedgerRaft, incoming_dir: PathBuf) -> Self {
-        RaftService { raft, incoming_dir }
+    pub fn new(raft: LedgerRaft, incoming_dir: PathBuf, cluster: &ClusterId) -> Self {
+        RaftService {
+            raft,
+            incoming_dir,
+            gate: cluster.gate(),
+        }
     }
 }
 
@@ -48,6 +55,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
+        self.gate.admit(&request)?;
         let req = vote_request_from_pb(request.into_inner()).map_err(invalid)?;
         let resp = self.raft.vote(req).await.map_err(raft_failed)?;
         Ok(Response::new(vote_response_to_pb(&resp)))
@@ -57,6 +65,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        self.gate.admit(&request)?;
         let req = append_request_from_pb(request.into_inner()).map_err(invalid)?;
         let resp = self.raft.append_entries(req).await.map_err(raft_failed)?;
         Ok(Response::new(append_response_to_pb(&resp)))
@@ -69,6 +78,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<Streaming<pb::AppendEntriesRequest>>,
     ) -> Result<Response<Self::AppendEntriesStreamStream>, Status> {
+        self.gate.admit(&request)?;
         let raft = self.raft.clone();
         let responses = request.into_inner().then(move |item| {
             let raft = raft.clone();
@@ -85,6 +95,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::LeaderTransferRequest>,
     ) -> Result<Response<pb::LeaderTransferResponse>, Status> {
+        self.gate.admit(&request)?;
         let req = transfer_request_from_pb(request.into_inner()).map_err(invalid)?;
         let resp = self
             .raft
@@ -96,8 +107,9 @@ impl pb::raft_server::Raft for RaftService {
 
     async fn applied(
         &self,
-        _request: Request<pb::AppliedRequest>,
+        request: Request<pb::AppliedRequest>,
     ) -> Result<Response<pb::AppliedResponse>, Status> {
+        self.gate.admit(&request)?;
         use openraft::type_config::async_runtime::WatchReceiver;
         let applied_index = self
             .raft
@@ -112,6 +124,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<Streaming<pb::SnapshotChunk>>,
     ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        self.gate.admit(&request)?;
         let mut chunks = request.into_inner();
         let first = chunks
             .next()

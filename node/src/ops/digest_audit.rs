@@ -84,12 +84,18 @@ const DIVERGENCE_JOURNAL_RECORDS: usize = 32;
 pub struct AuditedState {
     pub state: StateHandle,
     pub journal: ApplyJournal,
+    /// Peers that answer for another cluster are not compared.
+    pub cluster_id: crate::network::ClusterId,
 }
 
 /// Runs audit rounds every `interval_ms` until the node stops.
 pub async fn run_digest_audit(
     raft: LedgerRaft,
-    AuditedState { state, journal }: AuditedState,
+    AuditedState {
+        state,
+        journal,
+        cluster_id,
+    }: AuditedState,
     quarantine: Quarantine,
     metrics: NodeMetrics,
     interval_ms: u64,
@@ -106,7 +112,7 @@ pub async fn run_digest_audit(
         if quarantine.is_set() {
             continue;
         }
-        let result = audit_once(&raft, &state, &dialer).await;
+        let result = audit_once(&raft, &state, &dialer, &cluster_id).await;
         match result {
             AuditResult::Diverged { disagreeing_peers } => {
                 // The journal says which entry, and how, for the report
@@ -140,6 +146,7 @@ pub async fn audit_once(
     raft: &LedgerRaft,
     state: &StateHandle,
     dialer: &PeerDialer,
+    cluster: &crate::network::ClusterId,
 ) -> AuditResult {
     let (me, peers) = {
         let m = raft.metrics().borrow_watched().clone();
@@ -157,7 +164,8 @@ pub async fn audit_once(
         return AuditResult::NothingToCompare;
     };
     let own_index = own.applied.map_or(0, |a| a.index);
-    let replies = futures::future::join_all(peers.iter().map(|a| peer_status(dialer, a))).await;
+    let replies =
+        futures::future::join_all(peers.iter().map(|a| peer_status(dialer, a, cluster))).await;
     let mut agreeing = 0;
     let mut disagreeing = 0;
     for reply in replies.into_iter().flatten() {

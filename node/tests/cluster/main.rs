@@ -12,6 +12,7 @@ use spentledger_node::api::{
 };
 use spentledger_node::consensus::ClientRequest;
 use spentledger_node::ledger_node::{LedgerNode, NodeOptions, RaftTimings};
+use spentledger_node::network::ClusterId;
 use spentledger_node::network::fault_layer::FaultNetwork;
 use spentledger_node::security::NodeTls;
 use spentledger_node::state_machine::{CommandOutcome, LedgerConfig, PaymentOutcome};
@@ -24,6 +25,7 @@ mod apply_lag;
 mod bootstrap;
 mod divergence;
 mod durability;
+mod identity;
 mod partitions;
 mod tls;
 mod write_path;
@@ -72,6 +74,7 @@ async fn start_node_with(
     let metrics_listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback for metrics");
+    let dir_for_id = dir.clone();
     LedgerNode::start(NodeOptions {
         node_id: id,
         data_dir: dir,
@@ -91,11 +94,25 @@ async fn start_node_with(
         ),
         drain_timeout_ms: 5_000,
         digest_audit_interval_ms: 300,
+        cluster_id: cluster_id_of(&dir_for_id),
         tls,
         faults,
     })
     .await
     .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"))
+}
+
+/// A test cluster's id: the name of its temporary directory (the parent of
+/// its nodes' directories). Clusters of tests running side by side in this
+/// process each have their own, so a port one of them freed and another
+/// reused never carries one cluster's Raft messages into the other.
+fn cluster_id_of(node_dir: &std::path::Path) -> ClusterId {
+    let name = node_dir
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .expect("node directories live in the cluster's temporary directory");
+    ClusterId::new(name).unwrap_or_else(|e| panic!("cluster id from {name:?}: {e}"))
 }
 
 /// Deletes a stopped node's data directory. Shutdown returns only once

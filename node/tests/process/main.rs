@@ -75,6 +75,8 @@ fn spawn_with(
     cmd.arg("--plaintext")
         .arg("--node-id")
         .arg(id.to_string())
+        .arg("--cluster-id")
+        .arg(spentledger_client::local_cluster::cluster_id_for(dir))
         .arg("--listen")
         .arg(addrs[id as usize - 1].to_string())
         .arg("--data-dir")
