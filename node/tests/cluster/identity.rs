@@ -128,6 +128,17 @@ async fn a_node_refuses_raft_messages_of_another_cluster() {
         .expect("status")
         .into_inner();
     assert_eq!(status.self_.expect("self").cluster_id, own_id.as_str());
+    eprintln!("--- a member's address answering for another cluster is no peer (audit, status)");
+    let asker = &cluster.nodes[&leader];
+    let address = cluster.addrs[&target].to_string();
+    spentledger_node::api::peer_status(&asker.dialer, &address, &own_id)
+        .await
+        .expect("a peer of this cluster");
+    let other = ClusterId::new("another-cluster").expect("id");
+    let refused = spentledger_node::api::peer_status(&asker.dialer, &address, &other)
+        .await
+        .expect_err("not a peer of another cluster");
+    assert!(refused.contains("belongs to cluster"), "{refused}");
     for id in 1..=3 {
         cluster.stop(id).await;
     }
