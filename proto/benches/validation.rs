@@ -1,4 +1,5 @@
-//! Stateless validation throughput and raw ed25519 verification speed.
+//! Stateless validation throughput, raw ed25519 verification speed, and a
+//! follower's decoding of a submit entry.
 //!
 //! Run: `cargo bench -p spentledger-protocol --bench validation`
 //! Results and the machine they came from: docs/BENCHMARKS.md.
@@ -169,10 +170,58 @@ fn protocol_hashes(c: &mut Criterion) {
     group.finish();
 }
 
+/// A follower's decoding of one submit entry of `BATCH` payments with two
+/// inputs, on one thread: the general way (protobuf structs, then domain
+/// types) against the direct decoder (`spentledger_protocol::direct`).
+fn entry_decoding(c: &mut Criterion) {
+    use prost::Message;
+    use spentledger_protocol::{direct, pb};
+    let issuer = Issuer::from_seed(id("bank"), [1; 32], 0, u64::MAX);
+    let entry = pb::Command {
+        stamp_ms: T0_MS,
+        kind: Some(pb::command::Kind::Submit(pb::SubmitPayments {
+            payments: payments(&issuer, 2).iter().map(pb::Payment::from).collect(),
+        })),
+    }
+    .encode_to_vec();
+    let mut group = c.benchmark_group("entry_decoding");
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(4));
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function("general", |b| {
+        b.iter(|| {
+            let command = pb::Command::decode(entry.as_slice()).expect("decodes");
+            let Some(pb::command::Kind::Submit(submit)) = command.kind else {
+                panic!("a submit command")
+            };
+            submit
+                .payments
+                .iter()
+                .map(Payment::try_from)
+                .collect::<Result<Vec<_>, _>>()
+                .expect("valid payments")
+        })
+    });
+    group.bench_function("direct", |b| {
+        b.iter(|| {
+            let submit = direct::submit_command(&entry).expect("direct");
+            submit
+                .payments
+                .iter()
+                .map(|p| direct::payment(p))
+                .collect::<Result<Vec<_>, _>>()
+                .expect("valid payments")
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     raw_signatures,
     stateless_validation,
-    protocol_hashes
+    protocol_hashes,
+    entry_decoding
 );
 criterion_main!(benches);

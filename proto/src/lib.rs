@@ -52,6 +52,7 @@
 pub mod access;
 pub mod canonical;
 pub mod decode_error;
+pub mod direct;
 pub mod ids;
 pub mod limits;
 pub mod merkle;

@@ -316,11 +316,14 @@ fn apply_entries(
         let (outcome, event) = match &entry.payload {
             EntryPayload::Blank => (CommandOutcome::Internal, JournalEvent::Blank),
             EntryPayload::Normal(request) => {
-                let outcome = match request.command() {
-                    Ok(command) => {
-                        ledger.apply(&mut overlay, index, &command, request.precheck())?
+                // The proposer applies the command it holds decoded; every
+                // other replica (and the proposer after a restart) from the
+                // bytes in its log.
+                let outcome = match request.decoded() {
+                    Some(command) => {
+                        ledger.apply(&mut overlay, index, command, request.precheck())?
                     }
-                    Err(e) => CommandOutcome::Malformed(format!("command: invalid protobuf: {e}")),
+                    None => ledger.apply_encoded(&mut overlay, index, request.encoded())?,
                 };
                 let event = JournalEvent::Command {
                     bytes: request.encoded().len(),
@@ -392,6 +395,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         let started = std::time::Instant::now();
         let entry_count = entries.len();
         let prechecked_before = self.ledger.prechecked_payments();
+        let direct_before = self.ledger.direct_decoded_payments();
         let journal = self.journal.clone();
         let applied = tokio::task::spawn_blocking(move || {
             let Applied {
@@ -423,6 +427,8 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         self.metrics.applied(entry_count, started.elapsed());
         self.metrics
             .apply_prechecked(self.ledger.prechecked_payments() - prechecked_before);
+        self.metrics
+            .apply_direct_decoded(self.ledger.direct_decoded_payments() - direct_before);
         Ok(())
     }
 

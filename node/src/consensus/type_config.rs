@@ -1,4 +1,3 @@
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -65,13 +64,11 @@ impl ClientRequest {
         &self.encoded
     }
 
-    /// The command. Bytes that do not decode are the same on every replica,
-    /// so every replica gets the same error (applied as `Malformed`).
-    pub fn command(&self) -> Result<Cow<'_, pb::Command>, prost::DecodeError> {
-        match &self.decoded {
-            Some(command) => Ok(Cow::Borrowed(command.as_ref())),
-            None => pb::Command::decode(self.encoded.clone()).map(Cow::Owned),
-        }
+    /// The command, on the node that proposed it (and encoded it); `None`
+    /// for a command read from a log or received from a peer, which its
+    /// replica applies from [`ClientRequest::encoded`].
+    pub fn decoded(&self) -> Option<&pb::Command> {
+        self.decoded.as_deref()
     }
 }
 

@@ -209,6 +209,15 @@ impl NodeMetrics {
         });
     }
 
+    /// Payments a replica decoded straight from its entry's bytes to
+    /// domain types (`spentledger_protocol::direct`); the rest of the
+    /// replicas' payments took the general decoder.
+    pub fn apply_direct_decoded(&self, payments: u64) {
+        self.with(|| {
+            counter!("spentledger_apply_direct_decoded_payments_total").increment(payments);
+        });
+    }
+
     pub fn entry_proposed(&self, batches: usize, payments: usize, bytes: usize) {
         self.with(|| {
             histogram!("spentledger_entry_batches").record(batches as f64);

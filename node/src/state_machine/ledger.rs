@@ -1,13 +1,15 @@
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use prost::Message;
+use spentledger_protocol::decode_error::DecodeError;
 use spentledger_protocol::limits::CLOCK_SKEW_MS_DEFAULT;
 use spentledger_protocol::types::{Revocation, RevocationReason, receipt_flags};
 use spentledger_protocol::validate::Checked;
 use spentledger_protocol::{
     CertId, CertificateSettlement, CertificateState, CloneEvidence, DoubleSpendEvidence, IssuerKey,
     Payment, Receipt, RejectReason, StatelessVerdict, TxId, ValidationMode, Validator,
-    ValidatorError, pb,
+    ValidatorError, direct, pb,
 };
 
 use super::command::LedgerCommand;
@@ -54,6 +56,8 @@ pub struct Ledger {
     validator: Validator,
     /// Payments whose stateless verdicts came from their entry's precheck.
     prechecked_payments: AtomicU64,
+    /// Payments decoded straight from their entry's bytes (`apply_encoded`).
+    direct_decoded_payments: AtomicU64,
 }
 
 /// A thread start that lowers each validation thread to `nice`; none for 0.
@@ -78,6 +82,7 @@ impl Ledger {
                 lowered_priority(config.validation_nice),
             )?,
             prechecked_payments: AtomicU64::new(0),
+            direct_decoded_payments: AtomicU64::new(0),
         })
     }
 
@@ -85,6 +90,12 @@ impl Ledger {
     /// (see [`Prechecked`]) instead of validating them again.
     pub fn prechecked_payments(&self) -> u64 {
         self.prechecked_payments.load(Ordering::Relaxed)
+    }
+
+    /// Payments applied so far that [`Ledger::apply_encoded`] decoded
+    /// straight from their entry's bytes.
+    pub fn direct_decoded_payments(&self) -> u64 {
+        self.direct_decoded_payments.load(Ordering::Relaxed)
     }
 
     /// Applies the command of log entry `log_index`. The entry's stamp is
@@ -101,15 +112,11 @@ impl Ledger {
         command: &pb::Command,
         precheck: Option<&Prechecked>,
     ) -> Result<CommandOutcome, StoreError> {
-        let stamp_ms = command.stamp_ms.max(overlay.last_stamp_ms()?);
-        overlay.put_last_stamp_ms(stamp_ms);
+        let at = stamp(overlay, log_index, command.stamp_ms)?;
+        let stamp_ms = at.stamp_ms;
         let command = match LedgerCommand::decode(command) {
             Ok(c) => c,
             Err(e) => return Ok(CommandOutcome::Malformed(e.to_string())),
-        };
-        let at = Stamp {
-            log_index,
-            stamp_ms,
         };
         Ok(match command {
             LedgerCommand::Submit(payments) => {
@@ -137,6 +144,42 @@ impl Ledger {
                 retired_at_ms.unwrap_or(stamp_ms),
             )?),
         })
+    }
+
+    /// Applies a command given as its log bytes, as a follower receives it.
+    /// A submit command in the encoding gateways and leaders produce is
+    /// decoded once, straight to domain payments
+    /// ([`spentledger_protocol::direct`]); anything else is decoded into
+    /// protobuf structs and applied by [`Ledger::apply`]. The direct way's
+    /// contract makes both give the same outcome for the same bytes, so
+    /// replicas agree whichever way each one took.
+    pub fn apply_encoded(
+        &self,
+        overlay: &mut Overlay<'_>,
+        log_index: u64,
+        encoded: &[u8],
+    ) -> Result<CommandOutcome, StoreError> {
+        if let Ok(submit) = direct::submit_command(encoded)
+            && let Some(payments) = self.validator.decode_direct(&submit.payments)
+        {
+            self.direct_decoded_payments
+                .fetch_add(payments.len() as u64, Ordering::Relaxed);
+            let at = stamp(overlay, log_index, submit.stamp_ms)?;
+            let keys = overlay.issuer_keys()?;
+            let slots = payments.iter().map(|_| None).collect();
+            return Ok(CommandOutcome::Submitted(self.submit_decoded(
+                overlay,
+                at,
+                &keys,
+                (payments, slots),
+            )?));
+        }
+        match pb::Command::decode(encoded) {
+            Ok(command) => self.apply(overlay, log_index, &command, None),
+            Err(e) => Ok(CommandOutcome::Malformed(format!(
+                "command: invalid protobuf: {e}"
+            ))),
+        }
     }
 
     /// DESIGN rule 3, payment by payment in entry order.
@@ -167,7 +210,20 @@ impl Ledger {
             return Ok(outcomes);
         }
         let (payments, decode_errors) = self.validator.decode_split(wire);
-        let ctx = apply_context(at.stamp_ms, &keys);
+        self.submit_decoded(overlay, at, &keys, (payments, decode_errors))
+    }
+
+    /// The payments of a submit command, decoded: those that decoded, in
+    /// order, and one slot per wire payment (`None` where it decoded, its
+    /// error where it did not), as [`Validator::decode_split`] gives them.
+    fn submit_decoded(
+        &self,
+        overlay: &mut Overlay<'_>,
+        at: Stamp,
+        keys: &BTreeMap<String, IssuerKey>,
+        (payments, decode_errors): (Vec<Payment>, Vec<Option<DecodeError>>),
+    ) -> Result<Vec<PaymentOutcome>, StoreError> {
+        let ctx = apply_context(at.stamp_ms, keys);
         // Every decoded payment is validated (deterministic mode), duplicates
         // included, so the signature chunks depend on the entry's bytes alone.
         let verdicts =
@@ -177,7 +233,7 @@ impl Ledger {
             payments.into_iter().zip(verdicts).collect();
         // Decoded payments left in the group whose reads were fetched.
         let mut fetched_ahead = 0;
-        let mut outcomes = Vec::with_capacity(wire.len());
+        let mut outcomes = Vec::with_capacity(decode_errors.len());
         for error in decode_errors {
             let outcome = match error {
                 Some(e) => PaymentOutcome::Rejected {
@@ -457,6 +513,19 @@ struct NullifierScan {
 struct Stamp {
     log_index: u64,
     stamp_ms: u64,
+}
+
+/// The stamp of the command at `log_index`: its leader's stamp raised to the
+/// largest applied so far, and recorded, so time never goes back along the
+/// log even across leaders with skewed clocks. Every command takes one,
+/// even one that turns out malformed.
+fn stamp(overlay: &mut Overlay<'_>, log_index: u64, stamp_ms: u64) -> Result<Stamp, StoreError> {
+    let stamp_ms = stamp_ms.max(overlay.last_stamp_ms()?);
+    overlay.put_last_stamp_ms(stamp_ms);
+    Ok(Stamp {
+        log_index,
+        stamp_ms,
+    })
 }
 
 fn corrupt(detail: &str) -> StoreError {

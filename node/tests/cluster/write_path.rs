@@ -406,6 +406,18 @@ async fn every_node_exports_verdicts_raft_progress_and_storage_sizes() {
         .unwrap_or(0.0);
         let expected = if node.id == leader { 1.0 } else { 0.0 };
         assert_eq!(prechecked, expected, "node {me}: prechecked payments");
+        // Followers decode the entry's payment straight from its bytes.
+        let direct = series(
+            &text,
+            "spentledger_apply_direct_decoded_payments_total",
+            &node_label,
+        )
+        .unwrap_or(0.0);
+        assert_eq!(
+            direct,
+            1.0 - expected,
+            "node {me}: directly decoded payments"
+        );
         // Where a submit's time went, on the node that answered it: one
         // batch queued, checked and proposed; its answer took at least as
         // long as its entry's outcome.

@@ -7,7 +7,7 @@ use spentledger_protocol::pb;
 use crate::world::*;
 
 /// A log of submissions with double spends, clones, bad payments and a settlement.
-fn workload() -> Vec<pb::Command> {
+pub fn workload() -> Vec<pb::Command> {
     let mut wallets: Vec<_> = (0..40u8).map(|d| wallet(d, 3_000)).collect();
     let mut log = Vec::new();
     for round in 0..6u64 {

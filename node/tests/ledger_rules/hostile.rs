@@ -84,19 +84,28 @@ proptest! {
         ),
     ) {
         let seeds = seed_commands();
-        let commands: Vec<pb::Command> = picks
+        let (encoded, commands): (Vec<Vec<u8>>, Vec<pb::Command>) = picks
             .iter()
             .filter_map(|(seed, edits)| {
-                pb::Command::decode(mutate(seeds[*seed].clone(), edits).as_slice()).ok()
+                let bytes = mutate(seeds[*seed].clone(), edits);
+                let command = pb::Command::decode(bytes.as_slice()).ok()?;
+                Some((bytes, command))
             })
-            .collect();
+            .unzip();
         let mut one = World::with_threads(1);
         let mut two = World::with_threads(2);
+        // A follower applies the mutated bytes themselves: the direct
+        // decoder takes some, the general way the rest.
+        let mut follower = World::with_threads(2);
         let outcomes: Vec<_> = commands.iter().map(|c| one.apply(c.clone())).collect();
         let grouped = two.apply_group(&commands);
-        prop_assert_eq!(outcomes, grouped);
+        let from_bytes = follower.apply_encoded_group(&encoded);
+        prop_assert_eq!(&outcomes, &grouped);
+        prop_assert_eq!(&outcomes, &from_bytes);
         prop_assert_eq!(&one.store, &two.store);
+        prop_assert_eq!(&one.store, &follower.store);
         prop_assert_eq!(one.digest, two.digest);
+        prop_assert_eq!(one.digest, follower.digest);
     }
 }
 

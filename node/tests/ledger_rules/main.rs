@@ -2,6 +2,7 @@
 //! one binary, one module per topic.
 
 mod determinism;
+mod direct_decode;
 mod hostile;
 mod invariants;
 mod issuer_ops;

@@ -4,6 +4,7 @@
 use spentledger_node::state_machine::memory::MemLedger;
 use spentledger_node::state_machine::{
     CommandOutcome, Ledger, LedgerConfig, Overlay, PaymentOutcome, Prechecked, StateDigest,
+    StoreError,
 };
 use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
 use spentledger_protocol::types::{Currency, IdText, RevocationReason};
@@ -124,12 +125,29 @@ impl World {
         &mut self,
         cmds: impl IntoIterator<Item = (&'a pb::Command, Option<&'a Prechecked>)>,
     ) -> Vec<CommandOutcome> {
+        self.apply_each(cmds, |ledger, overlay, index, (cmd, precheck)| {
+            ledger.apply(overlay, index, cmd, precheck)
+        })
+    }
+
+    /// Applies entries given as their log bytes in one apply call, as a
+    /// follower applies what it received (`Ledger::apply_encoded`).
+    pub fn apply_encoded_group(&mut self, entries: &[Vec<u8>]) -> Vec<CommandOutcome> {
+        self.apply_each(entries, |ledger, overlay, index, bytes| {
+            ledger.apply_encoded(overlay, index, bytes)
+        })
+    }
+
+    /// One apply call: each entry at the next log index, one write set.
+    fn apply_each<T>(
+        &mut self,
+        entries: impl IntoIterator<Item = T>,
+        apply: impl Fn(&Ledger, &mut Overlay<'_>, u64, T) -> Result<CommandOutcome, StoreError>,
+    ) -> Vec<CommandOutcome> {
         let mut overlay = Overlay::new(&self.store);
         let mut outcomes = Vec::new();
-        for (cmd, precheck) in cmds {
-            let outcome = self
-                .ledger
-                .apply(&mut overlay, self.next_index, cmd, precheck)
+        for entry in entries {
+            let outcome = apply(&self.ledger, &mut overlay, self.next_index, entry)
                 .expect("in-memory store never fails");
             self.digest = self.digest.fold(self.next_index, Some(&outcome));
             self.next_index += 1;

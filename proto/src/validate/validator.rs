@@ -177,6 +177,19 @@ impl Validator {
         (payments, slots)
     }
 
+    /// Decodes payments from their wire bytes straight to domain types, on
+    /// the pool ([`crate::direct::payment`]). `None` when any of them is not
+    /// one the direct decoder takes: the caller then decodes the whole
+    /// command the general way, which gives every payment its own verdict.
+    pub fn decode_direct(&self, wire: &[&[u8]]) -> Option<Vec<Payment>> {
+        self.pool.install(|| {
+            wire.par_chunks(RULES_CHUNK)
+                .flat_map_iter(|chunk| chunk.iter().map(|bytes| crate::direct::payment(bytes)))
+                .collect::<Result<Vec<Payment>, _>>()
+                .ok()
+        })
+    }
+
     /// Decodes wire payments and validates those that decode; an undecodable
     /// payment gets `MALFORMED` (or `TOO_MANY_INPUTS`) with the decode error.
     /// Payments that fail to decode take no part in signature chunking, so the

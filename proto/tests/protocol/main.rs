@@ -1,5 +1,6 @@
 //! The protocol crate's integration suite: one binary, one module per topic.
 
+mod direct;
 mod fixtures;
 mod helpers;
 mod properties;

@@ -54,7 +54,7 @@ fn certificate() -> impl Strategy<Value = OfflineCertificate> {
         )
 }
 
-fn payment() -> impl Strategy<Value = Payment> {
+pub fn payment() -> impl Strategy<Value = Payment> {
     (
         certificate(),
         prop::collection::vec(
