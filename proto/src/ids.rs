@@ -4,6 +4,7 @@
 //! string, so no two kinds of id can ever collide. The context strings are part
 //! of the protocol (docs/PROTOCOL.md, "Identifiers").
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -23,17 +24,37 @@ pub mod context {
 /// compression, as much as hashing a whole 64-byte message. For a Merkle node
 /// (64 bytes) that is half its cost, and every node hashes about seven of
 /// them per input of every payment it validates. The keyed state does not
-/// depend on the message, so it is built once and cloned for each hash; the
-/// output is byte for byte `blake3::derive_key(context, message)` (tested).
+/// depend on the message, so it is built once; the output is byte for byte
+/// `blake3::derive_key(context, message)` (tested).
+///
+/// [`DerivedContext::hash_parts`] reuses one hasher per context and thread,
+/// reset after each hash, rather than cloning the keyed state: a clone copies
+/// the whole hasher (about 1.9 KB, most of it BLAKE3's chaining-value stack),
+/// which cost about as much as the compression itself for these short
+/// messages (1% of all CPU under load; docs/BENCHMARKS.md, sixteenth round).
 pub struct DerivedContext {
     context: &'static str,
+    /// This context's hasher in each thread's [`THREAD_HASHERS`].
+    slot: usize,
     keyed: OnceLock<blake3::Hasher>,
 }
 
+/// Contexts with a per-thread hasher: one slot each.
+const CONTEXT_SLOTS: usize = 6;
+
+thread_local! {
+    /// Each thread's hasher per context, keyed and with nothing absorbed
+    /// between uses.
+    static THREAD_HASHERS: [RefCell<Option<blake3::Hasher>>; CONTEXT_SLOTS] = Default::default();
+}
+
 impl DerivedContext {
-    pub const fn new(context: &'static str) -> Self {
+    /// `slot` must be below `CONTEXT_SLOTS` and differ from every other
+    /// context's (tested for the contexts of [`derived`]).
+    pub const fn new(context: &'static str, slot: usize) -> Self {
         DerivedContext {
             context,
+            slot,
             keyed: OnceLock::new(),
         }
     }
@@ -47,7 +68,22 @@ impl DerivedContext {
 
     /// `derive_key(context, message)`.
     pub fn hash(&self, message: &[u8]) -> [u8; 32] {
-        *self.hasher().update(message).finalize().as_bytes()
+        self.hash_parts(&[message])
+    }
+
+    /// `derive_key(context, parts[0] ‖ parts[1] ‖ …)`, on this thread's
+    /// hasher for the context.
+    pub fn hash_parts(&self, parts: &[&[u8]]) -> [u8; 32] {
+        THREAD_HASHERS.with(|slots| {
+            let mut slot = slots[self.slot].borrow_mut();
+            let hasher = slot.get_or_insert_with(|| self.hasher());
+            for part in parts {
+                hasher.update(part);
+            }
+            let hash = *hasher.finalize().as_bytes();
+            hasher.reset();
+            hash
+        })
     }
 }
 
@@ -55,12 +91,13 @@ impl DerivedContext {
 pub mod derived {
     use super::{DerivedContext, context};
 
-    pub static CERT_ID: DerivedContext = DerivedContext::new(context::CERT_ID);
-    pub static TX_ID: DerivedContext = DerivedContext::new(context::TX_ID);
-    pub static TOKEN_NULLIFIER: DerivedContext = DerivedContext::new(context::TOKEN_NULLIFIER);
-    pub static COUNTER_NULLIFIER: DerivedContext = DerivedContext::new(context::COUNTER_NULLIFIER);
-    pub static MERKLE_LEAF: DerivedContext = DerivedContext::new(context::MERKLE_LEAF);
-    pub static MERKLE_NODE: DerivedContext = DerivedContext::new(context::MERKLE_NODE);
+    pub static CERT_ID: DerivedContext = DerivedContext::new(context::CERT_ID, 0);
+    pub static TX_ID: DerivedContext = DerivedContext::new(context::TX_ID, 1);
+    pub static TOKEN_NULLIFIER: DerivedContext = DerivedContext::new(context::TOKEN_NULLIFIER, 2);
+    pub static COUNTER_NULLIFIER: DerivedContext =
+        DerivedContext::new(context::COUNTER_NULLIFIER, 3);
+    pub static MERKLE_LEAF: DerivedContext = DerivedContext::new(context::MERKLE_LEAF, 4);
+    pub static MERKLE_NODE: DerivedContext = DerivedContext::new(context::MERKLE_NODE, 5);
 }
 
 /// Prefixes of the messages that ed25519 keys sign (docs/PROTOCOL.md, "Signatures").
@@ -158,18 +195,12 @@ hash_id!(
 impl CertId {
     /// The nullifier of token `index` of this certificate.
     pub fn token_nullifier(&self, index: u32) -> Nullifier {
-        let mut hasher = derived::TOKEN_NULLIFIER.hasher();
-        hasher.update(&self.0);
-        hasher.update(&index.to_le_bytes());
-        Nullifier(*hasher.finalize().as_bytes())
+        Nullifier(derived::TOKEN_NULLIFIER.hash_parts(&[&self.0, &index.to_le_bytes()]))
     }
 
     /// The nullifier of payment counter `counter` under this certificate.
     pub fn counter_nullifier(&self, counter: u64) -> CounterNullifier {
-        let mut hasher = derived::COUNTER_NULLIFIER.hasher();
-        hasher.update(&self.0);
-        hasher.update(&counter.to_le_bytes());
-        CounterNullifier(*hasher.finalize().as_bytes())
+        CounterNullifier(derived::COUNTER_NULLIFIER.hash_parts(&[&self.0, &counter.to_le_bytes()]))
     }
 
     /// The shard this certificate belongs to among `shard_count` Raft groups.
@@ -246,6 +277,21 @@ mod tests {
     }
 
     #[test]
+    fn each_derived_context_has_its_own_thread_hasher_slot() {
+        let slots = [
+            derived::CERT_ID.slot,
+            derived::TX_ID.slot,
+            derived::TOKEN_NULLIFIER.slot,
+            derived::COUNTER_NULLIFIER.slot,
+            derived::MERKLE_LEAF.slot,
+            derived::MERKLE_NODE.slot,
+        ];
+        let distinct: std::collections::BTreeSet<usize> = slots.into_iter().collect();
+        assert_eq!(distinct.len(), slots.len(), "{slots:?}");
+        assert!(slots.iter().all(|&s| s < CONTEXT_SLOTS), "{slots:?}");
+    }
+
+    #[test]
     fn a_derived_context_hashes_exactly_as_derive_key() {
         let contexts = [
             (&derived::CERT_ID, context::CERT_ID),
@@ -275,6 +321,11 @@ mod tests {
                 split.update(&message[..len / 2]);
                 split.update(&message[len / 2..]);
                 assert_eq!(split.finalize().as_bytes(), &expected, "{name}, in parts");
+                assert_eq!(
+                    derived_context.hash_parts(&[&message[..len / 3], &message[len / 3..]]),
+                    expected,
+                    "{name}, in parts on the thread's hasher"
+                );
             }
         }
     }

@@ -15,18 +15,12 @@ pub type Hash = [u8; 32];
 
 /// `derive_key(MERKLE_LEAF, u32le(index) ‖ u64le(value))`.
 pub fn leaf_hash(leaf: &TokenLeaf) -> Hash {
-    let mut hasher = derived::MERKLE_LEAF.hasher();
-    hasher.update(&leaf.index.to_le_bytes());
-    hasher.update(&leaf.value.to_le_bytes());
-    *hasher.finalize().as_bytes()
+    derived::MERKLE_LEAF.hash_parts(&[&leaf.index.to_le_bytes(), &leaf.value.to_le_bytes()])
 }
 
 /// `derive_key(MERKLE_NODE, left ‖ right)`.
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    let mut hasher = derived::MERKLE_NODE.hasher();
-    hasher.update(left);
-    hasher.update(right);
-    *hasher.finalize().as_bytes()
+    derived::MERKLE_NODE.hash_parts(&[left, right])
 }
 
 /// Why a tree cannot be built.
