@@ -40,11 +40,6 @@ impl ClientRequest {
         }
     }
 
-    /// Whether the decoded command is held (on the node that proposed it).
-    pub fn is_decoded(&self) -> bool {
-        self.decoded.is_some()
-    }
-
     /// The proposer's verdicts for this command, on the node that proposed it.
     pub fn precheck(&self) -> Option<&Prechecked> {
         self.precheck.as_deref()

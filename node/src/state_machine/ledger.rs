@@ -166,13 +166,10 @@ impl Ledger {
                 .fetch_add(payments.len() as u64, Ordering::Relaxed);
             let at = stamp(overlay, log_index, submit.stamp_ms)?;
             let keys = overlay.issuer_keys()?;
-            let slots = payments.iter().map(|_| None).collect();
-            return Ok(CommandOutcome::Submitted(self.submit_decoded(
-                overlay,
-                at,
-                &keys,
-                (payments, slots),
-            )?));
+            let slots = std::iter::repeat_with(|| None).take(payments.len());
+            return Ok(CommandOutcome::Submitted(
+                self.submit_decoded(overlay, at, &keys, payments, slots)?,
+            ));
         }
         match pb::Command::decode(encoded) {
             Ok(command) => self.apply(overlay, log_index, &command, None),
@@ -210,7 +207,7 @@ impl Ledger {
             return Ok(outcomes);
         }
         let (payments, decode_errors) = self.validator.decode_split(wire);
-        self.submit_decoded(overlay, at, &keys, (payments, decode_errors))
+        self.submit_decoded(overlay, at, &keys, payments, decode_errors.into_iter())
     }
 
     /// The payments of a submit command, decoded: those that decoded, in
@@ -221,7 +218,8 @@ impl Ledger {
         overlay: &mut Overlay<'_>,
         at: Stamp,
         keys: &BTreeMap<String, IssuerKey>,
-        (payments, decode_errors): (Vec<Payment>, Vec<Option<DecodeError>>),
+        payments: Vec<Payment>,
+        decode_errors: impl ExactSizeIterator<Item = Option<DecodeError>>,
     ) -> Result<Vec<PaymentOutcome>, StoreError> {
         let ctx = apply_context(at.stamp_ms, keys);
         // Every decoded payment is validated (deterministic mode), duplicates

@@ -34,7 +34,7 @@ fn weight(entry: &Entry) -> usize {
     match &entry.payload {
         EntryPayload::Normal(request) => {
             let encoded = request.encoded().len();
-            if request.is_decoded() {
+            if request.decoded().is_some() {
                 encoded * 4
             } else {
                 encoded
