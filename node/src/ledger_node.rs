@@ -10,7 +10,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::{
-    AdminService, ApiLimits, Coalescer, Forwarder, IngressCheck, IssuerService, SettlementService,
+    AdminService, ApiLimits, Coalescer, Forwarder, IngressCheck, IssuerService, SettlementRoutes,
+    SettlementService,
 };
 use crate::consensus::apply_lag::{ApplyLagGate, run_apply_lag_monitor};
 use crate::consensus::{LedgerStateMachine, NodeId, StateHandle, TypeConfig};
@@ -413,8 +414,13 @@ impl LedgerNode {
                         .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX),
                 )
                 .add_service(tonic::service::interceptor::InterceptedService::new(
-                    pb::settlement_server::SettlementServer::new(settlement)
-                        .max_decoding_message_size(API_MESSAGE_BYTES_MAX),
+                    // SubmitBatch from the request's bytes; the rest generated.
+                    SettlementRoutes::new(
+                        settlement.clone(),
+                        pb::settlement_server::SettlementServer::new(settlement)
+                            .max_decoding_message_size(API_MESSAGE_BYTES_MAX),
+                        API_MESSAGE_BYTES_MAX,
+                    ),
                     refuse_when_quarantined.clone(),
                 ))
                 .add_service(pb::issuer_server::IssuerServer::with_interceptor(

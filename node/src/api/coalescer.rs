@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::impls::ProgressResponder;
-use prost::Message;
-use spentledger_protocol::pb;
+use prost::bytes::Bytes;
+use spentledger_protocol::direct;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tonic::Status;
 
@@ -81,7 +81,8 @@ pub type Submitted = Result<(u64, Vec<PaymentOutcome>), Status>;
 pub struct Admission(#[allow(dead_code)] OwnedSemaphorePermit);
 
 struct Pending {
-    payments: Vec<pb::Payment>,
+    /// Each payment's encoding, as the gateway sent it.
+    payments: Vec<Bytes>,
     bytes: usize,
     reply: oneshot::Sender<Submitted>,
     queued: std::time::Instant,
@@ -155,7 +156,7 @@ impl Coalescer {
     /// seventh round). When any part fails (no leader, shutdown) the call
     /// fails as a whole; parts already settled answer DUPLICATE when the
     /// gateway retries.
-    pub async fn submit(&self, payments: Vec<pb::Payment>) -> Submitted {
+    pub async fn submit(&self, payments: Vec<Bytes>) -> Submitted {
         let total = payments.len();
         let mut answers = Vec::with_capacity(1);
         for (part, bytes) in split_parts(payments, self.limits) {
@@ -187,16 +188,13 @@ impl Coalescer {
 /// Cuts a batch into consecutive parts that each fit one entry, with their
 /// encoded bytes. A single payment larger than `entry_bytes_max` goes alone
 /// (the API's message limit bounds it).
-fn split_parts(
-    payments: Vec<pb::Payment>,
-    limits: CoalescerLimits,
-) -> Vec<(Vec<pb::Payment>, usize)> {
+fn split_parts(payments: Vec<Bytes>, limits: CoalescerLimits) -> Vec<(Vec<Bytes>, usize)> {
     let count_max = limits.entry_payments_max.max(1);
     let mut parts = Vec::with_capacity(payments.len().div_ceil(count_max));
     let mut part = Vec::with_capacity(payments.len().min(count_max));
     let mut bytes = 0;
     for payment in payments {
-        let len = payment.encoded_len();
+        let len = payment.len();
         if !part.is_empty() && (part.len() >= count_max || bytes + len > limits.entry_bytes_max) {
             parts.push((std::mem::take(&mut part), bytes));
             bytes = 0;
@@ -397,15 +395,12 @@ async fn propose_checked(
         // The gathered bytes: payments refused at ingress are few, and
         // measuring the proposed ones again would cost a pass over the entry.
         metrics.entry_proposed(item.batches, proposed.len(), item.bytes);
-        let command = pb::Command {
-            stamp_ms,
-            kind: Some(pb::command::Kind::Submit(pb::SubmitPayments {
-                payments: proposed,
-            })),
-        };
+        // The payments' bytes as they came, not encoded again.
+        let command = Bytes::from(direct::encode_submit_command(stamp_ms, &proposed));
+        drop(proposed);
         let request = match precheck {
-            Some(precheck) => ClientRequest::prechecked(command, precheck),
-            None => ClientRequest::new(command),
+            Some(precheck) => ClientRequest::encoded_prechecked(command, precheck),
+            None => ClientRequest::from_encoded(command),
         };
         propose(&raft, request, callers, permit, metrics.clone()).await;
     }
@@ -510,15 +505,19 @@ fn answered_only(routes: Vec<Route>) -> Vec<PaymentOutcome> {
 mod tests {
     use super::*;
 
+    use prost::Message;
+    use spentledger_protocol::pb;
+
     /// A payment whose encoding is `1 + 1 + payee_bytes` bytes (field tag,
     /// length, text), with its position in the payee for order checks.
-    fn payment(n: usize, payee_bytes: usize) -> pb::Payment {
+    fn payment(n: usize, payee_bytes: usize) -> Bytes {
         let mut payee_id = format!("{n:04}");
         payee_id.extend(std::iter::repeat_n('x', payee_bytes - 4));
-        pb::Payment {
+        let payment = pb::Payment {
             payee_id,
             ..Default::default()
-        }
+        };
+        Bytes::from(payment.encode_to_vec())
     }
 
     fn limits(count_max: usize, bytes_max: usize) -> CoalescerLimits {
@@ -529,10 +528,15 @@ mod tests {
         }
     }
 
-    fn order(parts: &[(Vec<pb::Payment>, usize)]) -> Vec<String> {
+    fn order(parts: &[(Vec<Bytes>, usize)]) -> Vec<String> {
         parts
             .iter()
-            .flat_map(|(p, _)| p.iter().map(|p| p.payee_id[..4].to_owned()))
+            .flat_map(|(p, _)| {
+                p.iter().map(|p| {
+                    let payment = pb::Payment::decode(p.clone()).expect("a payment");
+                    payment.payee_id[..4].to_owned()
+                })
+            })
             .collect()
     }
 

@@ -11,7 +11,8 @@
 
 use std::sync::Arc;
 
-use spentledger_protocol::{RejectReason, ValidationMode, Validator, pb};
+use prost::bytes::Bytes;
+use spentledger_protocol::{RejectReason, ValidationMode, Validator};
 
 use crate::consensus::StateHandle;
 use crate::state_machine::{LedgerRead, PaymentOutcome, Prechecked, StoreError, apply_context};
@@ -32,8 +33,8 @@ pub struct CheckedEntry {
     pub stamp_ms: u64,
     /// One route per gathered payment, in order.
     pub routes: Vec<Route>,
-    /// The payments to propose, in order.
-    pub proposed: Vec<pb::Payment>,
+    /// The payments to propose, in order, as their encodings.
+    pub proposed: Vec<Bytes>,
     /// Their verdicts for this node's apply; `None` when a payment with a
     /// device signature was dropped, which changes how apply groups the
     /// signatures of the others into batches (then apply checks them itself).
@@ -54,13 +55,14 @@ impl IngressCheck {
 
     /// Validates `wire` as one entry stamped `stamp_ms`. Blocking (CPU on
     /// the validator's pool, RocksDB reads): call from a blocking thread.
-    pub fn check(&self, wire: Vec<pb::Payment>, stamp_ms: u64) -> Result<CheckedEntry, StoreError> {
+    pub fn check(&self, wire: Vec<Bytes>, stamp_ms: u64) -> Result<CheckedEntry, StoreError> {
         let store = self.state.current();
         let keys = store.issuer_keys()?;
         let ctx = apply_context(stamp_ms, &keys);
         // Apply validates the decoded payments of an entry together (the
         // undecodable take no part), so the same is done here.
-        let (payments, slots) = self.validator.decode_split(&wire);
+        let encoded: Vec<&[u8]> = wire.iter().map(|p| p.as_ref()).collect();
+        let (payments, slots) = self.validator.decode_split_encoded(&encoded);
         let verdicts =
             self.validator
                 .validate_batch(&payments, &ctx, ValidationMode::Deterministic);

@@ -6,6 +6,7 @@ mod forward;
 mod ingress;
 mod issuer;
 mod raft_write;
+mod raw_submit;
 mod results;
 mod settlement;
 
@@ -16,6 +17,7 @@ pub use forward::{FORWARD_HOPS_HEADER, FORWARD_HOPS_MAX};
 pub use ingress::IngressCheck;
 pub use issuer::IssuerService;
 pub use raft_write::now_ms;
+pub use raw_submit::{RawBatch, SettlementRoutes};
 pub use settlement::{ApiLimits, SettlementService};
 
 /// Metadata keys carrying the leader's identity on a redirect.

@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 use super::coalescer::{Coalescer, CoalescerLimits};
 use super::forward::{Forwarder, Route, hops};
 use super::raft_write::read_barrier;
+use super::raw_submit::RawBatch;
 use super::results::payment_result;
 use crate::consensus::StateHandle;
 use crate::consensus::apply_lag::ApplyLagLimits;
@@ -130,21 +131,21 @@ impl SettlementService {
     /// A batch from a gateway or a forwarding follower: handled here on the
     /// leader, forwarded once from a follower that knows the leader,
     /// otherwise answered with the leader's identity.
-    async fn route_submit(
+    pub(super) async fn route_submit(
         &self,
-        batch: pb::SubmitBatchRequest,
+        batch: RawBatch,
         hops: u32,
     ) -> Result<pb::SubmitBatchResponse, Status> {
         match self.forwarder.route(&self.raft, hops)? {
             Route::Local => self.submit(batch).await,
-            Route::Forward(leader_addr) => self.forwarder.submit(&leader_addr, batch, hops).await,
+            Route::Forward(leader_addr) => {
+                let batch = batch.into_request()?;
+                self.forwarder.submit(&leader_addr, batch, hops).await
+            }
         }
     }
 
-    async fn submit(
-        &self,
-        batch: pb::SubmitBatchRequest,
-    ) -> Result<pb::SubmitBatchResponse, Status> {
+    async fn submit(&self, batch: RawBatch) -> Result<pb::SubmitBatchResponse, Status> {
         if batch.payments.len() > self.limits.batch_payments_max {
             return Err(Status::invalid_argument(format!(
                 "payments: {} in one batch, at most {}",
@@ -171,12 +172,15 @@ impl SettlementService {
 
 #[tonic::async_trait]
 impl Settlement for SettlementService {
+    /// Reached only when the generated server is used without
+    /// [`super::SettlementRoutes`] in front, which serves this method from
+    /// the request's bytes; the node always puts it in front.
     async fn submit_batch(
         &self,
         request: Request<pb::SubmitBatchRequest>,
     ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
         let hops = hops(&request);
-        self.route_submit(request.into_inner(), hops)
+        self.route_submit(RawBatch::from(request.into_inner()), hops)
             .await
             .map(Response::new)
     }
@@ -208,7 +212,7 @@ impl Settlement for SettlementService {
                             "a SubmitStream carries at most {limit} batches; open a new stream"
                         )));
                     }
-                    service.route_submit(item?, hops).await
+                    service.route_submit(RawBatch::from(item?), hops).await
                 }
             }),
             STREAM_BATCHES_IN_FLIGHT,

@@ -316,14 +316,19 @@ fn apply_entries(
         let (outcome, event) = match &entry.payload {
             EntryPayload::Blank => (CommandOutcome::Internal, JournalEvent::Blank),
             EntryPayload::Normal(request) => {
-                // The proposer applies the command it holds decoded; every
-                // other replica (and the proposer after a restart) from the
-                // bytes in its log.
+                // The proposer applies the command it holds decoded, or the
+                // payments it prechecked; every other replica (and the
+                // proposer after a restart) from the bytes in its log.
                 let outcome = match request.decoded() {
                     Some(command) => {
                         ledger.apply(&mut overlay, index, command, request.precheck())?
                     }
-                    None => ledger.apply_encoded(&mut overlay, index, request.encoded())?,
+                    None => ledger.apply_encoded(
+                        &mut overlay,
+                        index,
+                        request.encoded(),
+                        request.precheck(),
+                    )?,
                 };
                 let event = JournalEvent::Command {
                     bytes: request.encoded().len(),

@@ -10,10 +10,10 @@ use crate::state_machine::{CommandOutcome, Prechecked};
 /// A state-machine command as Raft log data: the protobuf `Command` as the
 /// leader encoded it, once. Log stores and peers pass these bytes through
 /// untouched; each replica decodes them when it applies the entry. The node
-/// that proposed the command also keeps the decoded form, so it does not
-/// decode what it just encoded, and may keep the stateless verdicts it
-/// computed for a submit command ([`Prechecked`]), so it does not validate
-/// those payments twice. Neither is ever written or sent.
+/// that proposed the command may also keep its decoded form, so it does not
+/// decode what it just encoded, and the stateless verdicts it computed for a
+/// submit command ([`Prechecked`]), so it neither decodes nor validates
+/// those payments again. Neither is ever written or sent.
 #[derive(Clone)]
 pub struct ClientRequest {
     encoded: Bytes,
@@ -37,6 +37,18 @@ impl ClientRequest {
         ClientRequest {
             precheck: Some(Arc::new(precheck)),
             ..ClientRequest::new(command)
+        }
+    }
+
+    /// A submit command given as its bytes (written from the payments'
+    /// own bytes, `spentledger_protocol::direct::encode_submit_command`),
+    /// with the verdicts its proposer computed; the caller keeps
+    /// [`Prechecked`]'s contract.
+    pub fn encoded_prechecked(encoded: Bytes, precheck: Prechecked) -> Self {
+        ClientRequest {
+            encoded,
+            decoded: None,
+            precheck: Some(Arc::new(precheck)),
         }
     }
 

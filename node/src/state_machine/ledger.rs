@@ -153,26 +153,38 @@ impl Ledger {
     /// protobuf structs and applied by [`Ledger::apply`]. The direct way's
     /// contract makes both give the same outcome for the same bytes, so
     /// replicas agree whichever way each one took.
+    ///
+    /// `precheck`: as for [`Ledger::apply`]; when it matches, the submit
+    /// command's payments are not decoded at all.
     pub fn apply_encoded(
         &self,
         overlay: &mut Overlay<'_>,
         log_index: u64,
         encoded: &[u8],
+        precheck: Option<&Prechecked>,
     ) -> Result<CommandOutcome, StoreError> {
-        if let Ok(submit) = direct::submit_command(encoded)
-            && let Some(payments) = self.validator.decode_direct(&submit.payments)
-        {
-            self.direct_decoded_payments
-                .fetch_add(payments.len() as u64, Ordering::Relaxed);
+        if let Ok(submit) = direct::submit_command(encoded) {
+            // Stamping twice is harmless (the general way below stamps
+            // again, to the same value): the stamp only ever rises.
             let at = stamp(overlay, log_index, submit.stamp_ms)?;
             let keys = overlay.issuer_keys()?;
-            let slots = std::iter::repeat_with(|| None).take(payments.len());
-            return Ok(CommandOutcome::Submitted(
-                self.submit_decoded(overlay, at, &keys, payments, slots)?,
-            ));
+            let count = submit.payments.len();
+            if let Some(prechecked) = precheck.and_then(|p| p.matching(at.stamp_ms, &keys, count)) {
+                return Ok(CommandOutcome::Submitted(
+                    self.submit_prechecked(overlay, at, prechecked)?,
+                ));
+            }
+            if let Some(payments) = self.validator.decode_direct(&submit.payments) {
+                self.direct_decoded_payments
+                    .fetch_add(payments.len() as u64, Ordering::Relaxed);
+                let slots = std::iter::repeat_with(|| None).take(payments.len());
+                return Ok(CommandOutcome::Submitted(
+                    self.submit_decoded(overlay, at, &keys, payments, slots)?,
+                ));
+            }
         }
         match pb::Command::decode(encoded) {
-            Ok(command) => self.apply(overlay, log_index, &command, None),
+            Ok(command) => self.apply(overlay, log_index, &command, precheck),
             Err(e) => Ok(CommandOutcome::Malformed(format!(
                 "command: invalid protobuf: {e}"
             ))),
@@ -190,24 +202,30 @@ impl Ledger {
         let keys = overlay.issuer_keys()?;
         if let Some(prechecked) = precheck.and_then(|p| p.matching(at.stamp_ms, &keys, wire.len()))
         {
-            self.prechecked_payments
-                .fetch_add(prechecked.len() as u64, Ordering::Relaxed);
-            let mut outcomes = Vec::with_capacity(prechecked.len());
-            for group in prechecked.chunks(READ_AHEAD_PAYMENTS) {
-                read_ahead(overlay, group.iter().map(|(p, c)| (p, c)))?;
-                for (payment, checked) in group {
-                    outcomes.push(self.submit_one(
-                        overlay,
-                        at,
-                        payment.recorded(),
-                        Ok(*checked),
-                    )?);
-                }
-            }
-            return Ok(outcomes);
+            return self.submit_prechecked(overlay, at, prechecked);
         }
         let (payments, decode_errors) = self.validator.decode_split(wire);
         self.submit_decoded(overlay, at, &keys, payments, decode_errors.into_iter())
+    }
+
+    /// DESIGN rule 3 for payments whose stateless verdicts the proposer
+    /// computed in the context apply has now ([`Prechecked::matching`]).
+    fn submit_prechecked(
+        &self,
+        overlay: &mut Overlay<'_>,
+        at: Stamp,
+        prechecked: &[(Payment, Checked)],
+    ) -> Result<Vec<PaymentOutcome>, StoreError> {
+        self.prechecked_payments
+            .fetch_add(prechecked.len() as u64, Ordering::Relaxed);
+        let mut outcomes = Vec::with_capacity(prechecked.len());
+        for group in prechecked.chunks(READ_AHEAD_PAYMENTS) {
+            read_ahead(overlay, group.iter().map(|(p, c)| (p, c)))?;
+            for (payment, checked) in group {
+                outcomes.push(self.submit_one(overlay, at, payment.recorded(), Ok(*checked))?);
+            }
+        }
+        Ok(outcomes)
     }
 
     /// The payments of a submit command, decoded: those that decoded, in

@@ -29,12 +29,12 @@ impl Default for RecentEntriesLimits {
 }
 
 /// What an entry pins in memory, roughly: its encoded bytes, and three times
-/// as much again when it holds its decoded command and verdicts.
+/// as much again when it holds its decoded command or verdicts.
 fn weight(entry: &Entry) -> usize {
     match &entry.payload {
         EntryPayload::Normal(request) => {
             let encoded = request.encoded().len();
-            if request.decoded().is_some() {
+            if request.decoded().is_some() || request.precheck().is_some() {
                 encoded * 4
             } else {
                 encoded

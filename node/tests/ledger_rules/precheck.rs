@@ -3,11 +3,12 @@
 //! outcomes and the digest must be those of validating again, and a precheck
 //! computed in another context (stamp, issuer keys) must not be used.
 
+use prost::Message;
 use spentledger_node::state_machine::{
     CommandOutcome, LedgerRead, PaymentOutcome, Prechecked, apply_context,
 };
 use spentledger_protocol::validate::Checked;
-use spentledger_protocol::{Payment, RejectReason, ValidationMode, Validator, pb};
+use spentledger_protocol::{Payment, RejectReason, ValidationMode, Validator, direct, pb};
 
 use crate::world::*;
 
@@ -43,6 +44,16 @@ fn ingress_entry(
     )
 }
 
+/// The entry's bytes as the leader writes them: from each payment's own
+/// encoding, not by encoding the command.
+fn leader_bytes(cmd: &pb::Command) -> Vec<u8> {
+    let Some(pb::command::Kind::Submit(submit)) = &cmd.kind else {
+        panic!("a submit command");
+    };
+    let encodings: Vec<Vec<u8>> = submit.payments.iter().map(Message::encode_to_vec).collect();
+    direct::encode_submit_command(cmd.stamp_ms, &encodings)
+}
+
 fn must_submitted(outcome: CommandOutcome) -> Vec<PaymentOutcome> {
     match outcome {
         CommandOutcome::Submitted(outcomes) => outcomes,
@@ -54,6 +65,9 @@ fn must_submitted(outcome: CommandOutcome) -> Vec<PaymentOutcome> {
 fn a_precheck_gives_the_outcomes_and_digest_of_validating_again() {
     let validator = ingress_validator();
     let mut leader = World::new();
+    // The leader as it runs: its entries written from the payments' bytes,
+    // applied from those bytes with the precheck.
+    let mut leader_from_bytes = World::new();
     let mut follower = World::new();
     let mut wallets: Vec<_> = (0..30u8).map(|d| wallet(d, 3_000)).collect();
     let mut previous: Vec<Payment> = Vec::new();
@@ -86,8 +100,13 @@ fn a_precheck_gives_the_outcomes_and_digest_of_validating_again() {
         let (cmd, precheck) = ingress_entry(&leader, &validator, stamp_ms, &batch);
         proposed += precheck.len() as u64;
         let with = must_submitted(leader.apply_prechecked(&cmd, Some(&precheck)));
+        let bytes = leader_bytes(&cmd);
+        assert_eq!(bytes, cmd.encode_to_vec(), "the entry prost would write");
+        let from_bytes =
+            must_submitted(leader_from_bytes.apply_encoded_prechecked(&bytes, Some(&precheck)));
         let without = must_submitted(follower.apply_prechecked(&cmd, None));
         assert_eq!(with, without, "round {round}: outcomes");
+        assert_eq!(from_bytes, without, "round {round}: outcomes from bytes");
         assert!(
             with.iter()
                 .any(|o| matches!(o, PaymentOutcome::DoubleSpend { .. })),
@@ -96,9 +115,23 @@ fn a_precheck_gives_the_outcomes_and_digest_of_validating_again() {
     }
     assert_eq!(leader.digest, follower.digest, "same state digest");
     assert_eq!(
+        leader_from_bytes.digest, follower.digest,
+        "same state digest"
+    );
+    assert_eq!(
         leader.ledger.prechecked_payments(),
         proposed,
         "the leader took every verdict from its precheck"
+    );
+    assert_eq!(
+        leader_from_bytes.ledger.prechecked_payments(),
+        proposed,
+        "from bytes too"
+    );
+    assert_eq!(
+        leader_from_bytes.ledger.direct_decoded_payments(),
+        0,
+        "a prechecked entry is not decoded"
     );
     assert_eq!(follower.ledger.prechecked_payments(), 0);
 }
@@ -133,7 +166,20 @@ fn a_precheck_from_another_stamp_or_other_issuer_keys_is_not_used() {
         matches!(retired, CommandOutcome::KeyRetired(Ok(_))),
         "{retired:?}"
     );
+    let mut from_bytes = world.clone_state();
     let outcomes = must_submitted(world.apply_prechecked(&cmd, Some(&stale)));
+    let outcomes_from_bytes =
+        must_submitted(from_bytes.apply_encoded_prechecked(&leader_bytes(&cmd), Some(&stale)));
+    assert_eq!(
+        outcomes_from_bytes, outcomes,
+        "the same from the entry's bytes"
+    );
+    assert_eq!(
+        from_bytes.ledger.prechecked_payments(),
+        0,
+        "validated again"
+    );
+    assert_eq!(from_bytes.ledger.direct_decoded_payments(), 1, "decoded");
     assert!(
         matches!(
             &outcomes[0],

@@ -98,6 +98,23 @@ impl World {
         world
     }
 
+    /// A second replica in this one's state, with a ledger of its own (its
+    /// caches and counters start empty).
+    pub fn clone_state(&self) -> Self {
+        World {
+            ledger: Ledger::new(LedgerConfig {
+                validation_threads: 2,
+                certificate_cache_entries: 1_024,
+                ..LedgerConfig::default()
+            })
+            .expect("validator threads"),
+            store: self.store.clone(),
+            next_index: self.next_index,
+            digest: self.digest,
+            now_ms: self.now_ms,
+        }
+    }
+
     /// Applies one entry in its own apply call.
     pub fn apply(&mut self, cmd: pb::Command) -> CommandOutcome {
         self.apply_group(&[cmd]).pop().expect("one outcome")
@@ -130,11 +147,26 @@ impl World {
         })
     }
 
+    /// Applies one entry given as its log bytes with the verdicts its
+    /// proposer computed, as the leader applies the entries it wrote from
+    /// its gateways' bytes.
+    pub fn apply_encoded_prechecked(
+        &mut self,
+        bytes: &[u8],
+        precheck: Option<&Prechecked>,
+    ) -> CommandOutcome {
+        self.apply_each([bytes], |ledger, overlay, index, bytes| {
+            ledger.apply_encoded(overlay, index, bytes, precheck)
+        })
+        .pop()
+        .expect("one outcome")
+    }
+
     /// Applies entries given as their log bytes in one apply call, as a
     /// follower applies what it received (`Ledger::apply_encoded`).
     pub fn apply_encoded_group(&mut self, entries: &[Vec<u8>]) -> Vec<CommandOutcome> {
         self.apply_each(entries, |ledger, overlay, index, bytes| {
-            ledger.apply_encoded(overlay, index, bytes)
+            ledger.apply_encoded(overlay, index, bytes, None)
         })
     }
 

@@ -19,11 +19,17 @@
 //! error. Honest gateways and leaders never produce any of these, so the
 //! direct way takes every entry in normal operation.
 //!
+//! The leader uses the same decoder on the payments of a gateway's request,
+//! and writes their bytes into the entry as they came
+//! ([`submit_batch_request`], [`encode_submit_command`]).
+//!
 //! Tests: `proto/tests/protocol/direct.rs` (property tests against prost
 //! and the domain conversions, on valid, mutated and arbitrary bytes).
 
+mod batch_request;
 mod field_reader;
 mod payment_decoder;
 
+pub use batch_request::{BatchRequest, encode_submit_command, submit_batch_request};
 pub use field_reader::NotDirect;
 pub use payment_decoder::{SubmitCommand, payment, submit_command};

@@ -1,6 +1,7 @@
+use prost::Message;
 use rayon::prelude::*;
 
-use crate::decode_error::DecodeError;
+use crate::decode_error::{DecodeError, DecodeProblem};
 use crate::limits::DETERMINISTIC_CHUNK_SIGNATURES;
 use crate::pb;
 use crate::types::Payment;
@@ -163,18 +164,7 @@ impl Validator {
                 .flat_map_iter(|chunk| chunk.iter().map(Payment::try_from))
                 .collect()
         });
-        let mut payments = Vec::with_capacity(decoded.len());
-        let mut slots = Vec::with_capacity(decoded.len());
-        for d in decoded {
-            match d {
-                Ok(payment) => {
-                    payments.push(payment);
-                    slots.push(None);
-                }
-                Err(e) => slots.push(Some(e)),
-            }
-        }
-        (payments, slots)
+        split_decoded(decoded)
     }
 
     /// Decodes payments from their wire bytes straight to domain types, on
@@ -188,6 +178,21 @@ impl Validator {
                 .collect::<Result<Vec<Payment>, _>>()
                 .ok()
         })
+    }
+
+    /// Decodes payments given as their bytes, on the pool: each straight to
+    /// domain types when the direct decoder takes it, else the general way
+    /// (prost, then the domain conversion), which gives the precise error.
+    /// Returns what [`Validator::decode_split`] returns for the same
+    /// payments decoded by prost (the direct decoder's contract), and for
+    /// bytes prost cannot decode, a `MALFORMED` error of their own.
+    pub fn decode_split_encoded(&self, wire: &[&[u8]]) -> (Vec<Payment>, Vec<Option<DecodeError>>) {
+        let decoded: Vec<Result<Payment, DecodeError>> = self.pool.install(|| {
+            wire.par_chunks(RULES_CHUNK)
+                .flat_map_iter(|chunk| chunk.iter().map(|bytes| decode_payment(bytes)))
+                .collect()
+        });
+        split_decoded(decoded)
     }
 
     /// Decodes wire payments and validates those that decode; an undecodable
@@ -213,6 +218,42 @@ impl Validator {
             })
             .collect()
     }
+}
+
+/// One payment from its bytes: directly when the direct decoder takes them,
+/// else the general way.
+fn decode_payment(bytes: &[u8]) -> Result<Payment, DecodeError> {
+    if let Ok(payment) = crate::direct::payment(bytes) {
+        return Ok(payment);
+    }
+    let wire = pb::Payment::decode(bytes).map_err(|_| {
+        DecodeError::new(
+            "payment",
+            DecodeProblem::Invalid {
+                detail: "not a protobuf Payment message",
+            },
+        )
+    })?;
+    Payment::try_from(&wire)
+}
+
+/// The decoded payments in order, and one slot per payment: `None` where it
+/// decoded, its error where it did not.
+fn split_decoded(
+    decoded: Vec<Result<Payment, DecodeError>>,
+) -> (Vec<Payment>, Vec<Option<DecodeError>>) {
+    let mut payments = Vec::with_capacity(decoded.len());
+    let mut slots = Vec::with_capacity(decoded.len());
+    for d in decoded {
+        match d {
+            Ok(payment) => {
+                payments.push(payment);
+                slots.push(None);
+            }
+            Err(e) => slots.push(Some(e)),
+        }
+    }
+    (payments, slots)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use prost::Message;
 use spentledger_protocol::direct::{self, NotDirect};
 use spentledger_protocol::{Payment, pb};
 
+use crate::helpers::mutate;
 use crate::properties::payment;
 
 /// The general way, as a replica without the direct decoder applies a
@@ -83,33 +84,6 @@ fn write_field(wire: &pb::Payment, field: u32, buf: &mut Vec<u8>) {
         7 => uint64::encode(7, &wire.created_at_ms, buf),
         _ => bytes::encode(8, &wire.device_signature, buf),
     }
-}
-
-/// Byte-level edits: flip, cut, insert, delete, or copy a run of the
-/// bytes elsewhere (which can write a field twice).
-fn mutate(mut bytes: Vec<u8>, edits: &[(usize, usize, u8, u8)]) -> Vec<u8> {
-    for &(pos, len, value, how) in edits {
-        if bytes.is_empty() {
-            bytes.push(value);
-            continue;
-        }
-        let at = pos % bytes.len();
-        match how % 5 {
-            0 => bytes[at] ^= value | 1,
-            1 => bytes.truncate(at),
-            2 => bytes.insert(at, value),
-            3 => {
-                bytes.remove(at);
-            }
-            _ => {
-                let end = (at + len % 64).min(bytes.len());
-                let run = bytes[at..end].to_vec();
-                let to = usize::from(value) % (bytes.len() + 1);
-                bytes.splice(to..to, run);
-            }
-        }
-    }
-    bytes
 }
 
 proptest! {

@@ -346,3 +346,30 @@ fn evidence_against_a_held_first_payment_has_no_receipt() {
     assert!(wire.first_receipt.is_none());
     assert_eq!(DoubleSpendEvidence::try_from(&wire), Ok(evidence));
 }
+
+/// Byte-level edits: flip, cut, insert, delete, or copy a run of the
+/// bytes elsewhere (which can write a field twice).
+pub fn mutate(mut bytes: Vec<u8>, edits: &[(usize, usize, u8, u8)]) -> Vec<u8> {
+    for &(pos, len, value, how) in edits {
+        if bytes.is_empty() {
+            bytes.push(value);
+            continue;
+        }
+        let at = pos % bytes.len();
+        match how % 5 {
+            0 => bytes[at] ^= value | 1,
+            1 => bytes.truncate(at),
+            2 => bytes.insert(at, value),
+            3 => {
+                bytes.remove(at);
+            }
+            _ => {
+                let end = (at + len % 64).min(bytes.len());
+                let run = bytes[at..end].to_vec();
+                let to = usize::from(value) % (bytes.len() + 1);
+                bytes.splice(to..to, run);
+            }
+        }
+    }
+    bytes
+}
