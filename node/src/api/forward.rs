@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use openraft::type_config::async_runtime::WatchReceiver;
 use spentledger_protocol::pb;
-use spentledger_protocol::pb::settlement_client::SettlementClient;
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use super::raft_write::not_leader;
+use super::raw_submit::{ForwardCodec, RawBatch, SUBMIT_BATCH_PATH};
 use crate::ledger_node::LedgerRaft;
 use crate::network::PeerDialer;
 
@@ -73,7 +74,7 @@ impl Forwarder {
         }
     }
 
-    fn client(&self, addr: &str) -> Result<SettlementClient<Channel>, Status> {
+    fn channel(&self, addr: &str) -> Result<Channel, Status> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         let channel = match channels.get(addr) {
             Some(c) => c.clone(),
@@ -89,14 +90,15 @@ impl Forwarder {
                 c
             }
         };
-        Ok(SettlementClient::new(channel))
+        Ok(channel)
     }
 
-    /// Sends a batch to the leader, marking it as forwarded once more.
+    /// Sends a batch to the leader as its bytes (not decoded here), marking
+    /// it as forwarded once more.
     pub async fn submit(
         &self,
         leader_addr: &str,
-        batch: pb::SubmitBatchRequest,
+        batch: RawBatch,
         hops: u32,
     ) -> Result<pb::SubmitBatchResponse, Status> {
         let mut request = Request::new(batch);
@@ -106,9 +108,16 @@ impl Forwarder {
             next.parse()
                 .map_err(|_| Status::internal("hop count header"))?,
         );
-        self.client(leader_addr)?
-            .submit_batch(request)
+        let mut grpc = tonic::client::Grpc::new(self.channel(leader_addr)?);
+        grpc.ready()
             .await
-            .map(tonic::Response::into_inner)
+            .map_err(|e| Status::unavailable(format!("leader {leader_addr}: {e}")))?;
+        grpc.unary(
+            request,
+            PathAndQuery::from_static(SUBMIT_BATCH_PATH),
+            ForwardCodec,
+        )
+        .await
+        .map(tonic::Response::into_inner)
     }
 }

@@ -138,10 +138,7 @@ impl SettlementService {
     ) -> Result<pb::SubmitBatchResponse, Status> {
         match self.forwarder.route(&self.raft, hops)? {
             Route::Local => self.submit(batch).await,
-            Route::Forward(leader_addr) => {
-                let batch = batch.into_request()?;
-                self.forwarder.submit(&leader_addr, batch, hops).await
-            }
+            Route::Forward(leader_addr) => self.forwarder.submit(&leader_addr, batch, hops).await,
         }
     }
 
