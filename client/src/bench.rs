@@ -140,7 +140,11 @@ pub struct BenchReport {
     pub max_ms: f64,
     pub verdicts: BTreeMap<String, usize>,
     pub failed_batches: usize,
+    /// The machine's rate: the highest of [`BenchReport::signatures_per_s_samples`].
     pub signatures_per_s_all_cores: f64,
+    /// Each measurement of the rate: before the load, and after it once
+    /// every node applied (see [`machine_signatures_per_s`]).
+    pub signatures_per_s_samples: Vec<f64>,
     /// Signatures per `verify_batch` call when the rate above was measured.
     pub signatures_per_batch: usize,
     pub signature_checks_per_payment: usize,
@@ -225,6 +229,7 @@ impl BenchReport {
             "p999_ms": self.p999_ms, "max_ms": self.max_ms,
             "verdicts": self.verdicts, "failed_batches": self.failed_batches,
             "signatures_per_s_all_cores": self.signatures_per_s_all_cores,
+            "signatures_per_s_samples": self.signatures_per_s_samples,
             "signatures_per_batch": self.signatures_per_batch,
             "signature_checks_per_payment": self.signature_checks_per_payment,
             "crypto_limit_per_s": self.crypto_limit_per_s,
@@ -313,6 +318,9 @@ fn seed_for(label: &str, n: u64) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
+/// How long each measurement of the crypto limit runs.
+const CRYPTO_LIMIT_MEASURE: Duration = Duration::from_secs(2);
+
 /// The batch size the crypto limit is measured in: see
 /// [`measure_signatures_per_s`].
 pub const CRYPTO_LIMIT_BATCH_SIGNATURES: usize =
@@ -358,6 +366,18 @@ pub fn measure_signatures_per_s(measure: Duration) -> f64 {
             .sum()
     });
     total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The machine's signature rate from several measurements of it: the
+/// highest. The cores are shared with whatever else runs (the idle nodes,
+/// a compaction, the host's other tenants), which only ever slows a 2 s
+/// sample down; one sample read 22,700 to 30,500 signatures per second per
+/// payment check within an hour on the benchmark machine
+/// (docs/BENCHMARKS.md, seventeenth round). The highest is the best
+/// estimate of what the machine can do, and the strictest limit to report
+/// a ratio against.
+pub fn machine_signatures_per_s(samples: &[f64]) -> f64 {
+    samples.iter().copied().fold(0.0, f64::max)
 }
 
 /// Signs `count` payments of `inputs` tokens each from `devices` devices;
@@ -730,9 +750,10 @@ pub async fn run(
     }
 
     say(&format!(
-        "--- measuring the crypto limit (ed25519 batches of {CRYPTO_LIMIT_BATCH_SIGNATURES}, all cores, 2 s)"
+        "--- measuring the crypto limit (ed25519 batches of {CRYPTO_LIMIT_BATCH_SIGNATURES}, all cores, {} s; again after the load)",
+        CRYPTO_LIMIT_MEASURE.as_secs()
     ));
-    let signatures_per_s = measure_signatures_per_s(Duration::from_secs(2));
+    let mut signatures_per_s_samples = vec![measure_signatures_per_s(CRYPTO_LIMIT_MEASURE)];
     // Replicas that validate: a node stopped for the run checks nothing.
     let nodes_running = endpoints.len() - usize::from(args.stop_node.is_some());
     let replicas = nodes_running;
@@ -767,6 +788,12 @@ pub async fn run(
     let cpu_after = local.as_ref().and_then(|c| total_cpu_seconds(&c.pids()));
     let node_cpu_s = cpu_before.zip(cpu_after).map(|(b, a)| a - b);
     let memory = sampler.map(MemorySampler::finish).unwrap_or_default();
+    say(&format!(
+        "--- measuring the crypto limit again, the load over ({} s)",
+        CRYPTO_LIMIT_MEASURE.as_secs()
+    ));
+    signatures_per_s_samples.push(measure_signatures_per_s(CRYPTO_LIMIT_MEASURE));
+    let signatures_per_s = machine_signatures_per_s(&signatures_per_s_samples);
     let accepted = shared
         .verdicts
         .lock()
@@ -824,6 +851,7 @@ pub async fn run(
             .unwrap_or_else(|p| p.into_inner()),
         failed_batches: shared.failed.load(Ordering::Relaxed),
         signatures_per_s_all_cores: signatures_per_s,
+        signatures_per_s_samples,
         signatures_per_batch: CRYPTO_LIMIT_BATCH_SIGNATURES,
         signature_checks_per_payment: checks,
         crypto_limit_per_s: signatures_per_s / checks as f64,
@@ -919,6 +947,17 @@ fn compacted_storage(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_machine_rate_is_the_highest_measurement() {
+        assert_eq!(machine_signatures_per_s(&[101_000.0, 118_500.5]), 118_500.5);
+        assert_eq!(machine_signatures_per_s(&[96_000.0, 90_000.0]), 96_000.0);
+        assert_eq!(
+            machine_signatures_per_s(&[]),
+            0.0,
+            "no measurement, no limit"
+        );
+    }
 
     /// (counter, device number) of each payment, in submission order.
     fn order_of(payments: &[Payment]) -> Vec<(u64, u64)> {

@@ -321,10 +321,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     (
                         "crypto limit",
                         format!(
-                            "{:.0} payments/s ({:.0} signatures/s on all cores in batches of {} / {} checks per payment)",
+                            "{:.0} payments/s ({:.0} signatures/s on all cores in batches of {}, the highest of {} / {} checks per payment)",
                             report.crypto_limit_per_s,
                             report.signatures_per_s_all_cores,
                             report.signatures_per_batch,
+                            report
+                                .signatures_per_s_samples
+                                .iter()
+                                .map(|s| format!("{s:.0}"))
+                                .collect::<Vec<_>>()
+                                .join(" and "),
                             report.signature_checks_per_payment
                         )
                         .into(),

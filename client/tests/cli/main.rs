@@ -376,6 +376,18 @@ fn bench_measures_a_local_cluster_and_writes_csv() {
         assert_eq!(report["verdicts"]["DOUBLE_SPEND"], 59);
         assert_eq!(report["verdicts"]["ACCEPTED"], 541);
         assert!(report["crypto_limit_per_s"].as_f64().unwrap_or(0.0) > 0.0);
+        // Measured twice, before and after the load; the rate is the higher.
+        let samples: Vec<f64> = report["signatures_per_s_samples"]
+            .as_array()
+            .expect("samples")
+            .iter()
+            .map(|s| s.as_f64().expect("a rate"))
+            .collect();
+        assert_eq!(samples.len(), 2, "{samples:?}");
+        assert_eq!(
+            report["signatures_per_s_all_cores"].as_f64(),
+            samples.iter().copied().reduce(f64::max)
+        );
         // The limit is measured in the batches the nodes verify in.
         assert_eq!(
             report["signatures_per_batch"],
