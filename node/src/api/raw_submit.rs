@@ -7,7 +7,12 @@
 //! copy: slices of the received buffer); the ingress check decodes each one
 //! straight to domain types on its pool, and the entry is written from the
 //! same bytes (`spentledger_protocol::direct`). Every other method, and
-//! `SubmitStream`, goes to the generated service as before.
+//! `SubmitStream`, goes to the generated service as before. A follower
+//! forwards a batch to the leader as the same bytes ([`ForwardCodec`]).
+//!
+//! Limits: the request's size is bounded as the generated server bounds
+//! every request (`SettlementRoutes::new`), its payment count by
+//! `--batch-payments-max` before anything is decoded.
 
 use std::convert::Infallible;
 use std::future::Future;
