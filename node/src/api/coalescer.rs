@@ -397,6 +397,8 @@ async fn propose_checked(
         metrics.entry_proposed(item.batches, proposed.len(), item.bytes);
         // The payments' bytes as they came, not encoded again.
         let command = Bytes::from(direct::encode_submit_command(stamp_ms, &proposed));
+        // The slices pin the gateways' whole request buffers: let them go
+        // now, not after Raft has taken the entry.
         drop(proposed);
         let request = match precheck {
             Some(precheck) => ClientRequest::encoded_prechecked(command, precheck),

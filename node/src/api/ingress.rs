@@ -61,8 +61,7 @@ impl IngressCheck {
         let ctx = apply_context(stamp_ms, &keys);
         // Apply validates the decoded payments of an entry together (the
         // undecodable take no part), so the same is done here.
-        let encoded: Vec<&[u8]> = wire.iter().map(|p| p.as_ref()).collect();
-        let (payments, slots) = self.validator.decode_split_encoded(&encoded);
+        let (payments, slots) = self.validator.decode_split_encoded(&wire);
         let verdicts =
             self.validator
                 .validate_batch(&payments, &ctx, ValidationMode::Deterministic);

@@ -31,15 +31,6 @@ impl ClientRequest {
         }
     }
 
-    /// A submit command with the verdicts its proposer computed; the caller
-    /// keeps [`Prechecked`]'s contract (they belong to exactly these payments).
-    pub fn prechecked(command: pb::Command, precheck: Prechecked) -> Self {
-        ClientRequest {
-            precheck: Some(Arc::new(precheck)),
-            ..ClientRequest::new(command)
-        }
-    }
-
     /// A submit command given as its bytes (written from the payments'
     /// own bytes, `spentledger_protocol::direct::encode_submit_command`),
     /// with the verdicts its proposer computed; the caller keeps

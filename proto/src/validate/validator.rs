@@ -186,10 +186,13 @@ impl Validator {
     /// Returns what [`Validator::decode_split`] returns for the same
     /// payments decoded by prost (the direct decoder's contract), and for
     /// bytes prost cannot decode, a `MALFORMED` error of their own.
-    pub fn decode_split_encoded(&self, wire: &[&[u8]]) -> (Vec<Payment>, Vec<Option<DecodeError>>) {
+    pub fn decode_split_encoded<P: AsRef<[u8]> + Sync>(
+        &self,
+        wire: &[P],
+    ) -> (Vec<Payment>, Vec<Option<DecodeError>>) {
         let decoded: Vec<Result<Payment, DecodeError>> = self.pool.install(|| {
             wire.par_chunks(RULES_CHUNK)
-                .flat_map_iter(|chunk| chunk.iter().map(|bytes| decode_payment(bytes)))
+                .flat_map_iter(|chunk| chunk.iter().map(|bytes| decode_payment(bytes.as_ref())))
                 .collect()
         });
         split_decoded(decoded)
