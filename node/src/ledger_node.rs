@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use openraft::storage::RaftLogStorage;
 use openraft::{Config, Raft, SnapshotPolicy};
 use spentledger_protocol::pb;
 use tokio::net::TcpListener;
@@ -272,6 +273,18 @@ impl LedgerNode {
         let network =
             PeerNetworkFactory::new(options.node_id, dialer.clone(), faults, &options.cluster_id);
         let peers = network.clone();
+        // After a crash the state (written without a WAL) can be behind the
+        // log's committed index; `Raft::new` applies the difference again
+        // before the node serves. Logged so an operator can tell a slow
+        // start from a stuck one.
+        let state_applied_index = sm.applied().applied.map(|id| id.index());
+        let log_committed_index = log.clone().read_committed().await?.map(|id| id.index());
+        tracing::info!(
+            node_id = options.node_id,
+            ?state_applied_index,
+            ?log_committed_index,
+            "storage opened; committed entries after the state's applied index are applied again before serving"
+        );
         let raft = Raft::new(options.node_id, Arc::new(config), network, log.clone(), sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;

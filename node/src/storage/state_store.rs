@@ -87,9 +87,11 @@ pub struct AppliedState {
 /// Contract: every [`StateStore::commit`] is one atomic write batch holding
 /// the ledger writes of one apply call *and* the applied log id, membership
 /// and digest, so after a crash the database is at an entry boundary. A
-/// commit is not fsynced: durability comes from the Raft log, from which
-/// openraft re-applies whatever a power loss took back. A crashed process
-/// loses no commit: they are in the WAL (tested below).
+/// commit skips the WAL and is not fsynced: durability comes from the Raft
+/// log, from which openraft re-applies whatever a crash took back (a killed
+/// process loses the commits since the last flush, at most the memtable
+/// budget; all families flush atomically, so what survives is a whole
+/// prefix of commits; tested below). Closing the database flushes it.
 pub struct StateStore {
     db: DB,
     dir: PathBuf,
@@ -112,6 +114,11 @@ pub(crate) fn open_options() -> Options {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
+    // Commits skip the WAL (see `commit`), so the table files are the only
+    // copy of the state: all families must flush together, or a crash could
+    // leave one family holding writes of entries the applied log id (in
+    // `meta`) does not cover.
+    opts.set_atomic_flush(true);
     memory_budget::STATE_STORE.apply_to_db(&mut opts);
     opts
 }
@@ -448,17 +455,21 @@ impl StateStore {
         }
         b.put_cf(meta, META_MEMBERSHIP, encode_membership(&state.membership));
         b.put_cf(meta, META_DIGEST, state.digest.0);
-        // Written to the WAL (so a crashed process loses nothing) but not
-        // fsynced: the Raft log is the durable record. After a power loss the
-        // state may come back at an earlier entry boundary, and openraft
-        // applies the committed entries after it again at start-up (or
-        // installs the newest snapshot first when the log before it was
-        // purged). With the fsync, the leader's apply took 34 ms on average
-        // for an entry of 1,000 payments at 8,000/s; without it, 28 ms
-        // (docs/BENCHMARKS.md, sixth round). Skipping the WAL (with atomic
-        // flushes) was measured and not kept (thirteenth round).
+        // Neither fsynced nor written to the WAL: the Raft log is the durable
+        // record. After a crash or a power loss the state comes back at the
+        // entry boundary of its last (atomic) flush, and openraft applies the
+        // committed entries after it again at start-up, or installs the
+        // newest snapshot first when the log before it was purged. With the
+        // fsync, the leader's apply took 34 ms on average for an entry of
+        // 1,000 payments at 8,000/s; without it, 28 ms (docs/BENCHMARKS.md,
+        // sixth round). The WAL's write was 2% of all CPU per node (kernel
+        // copies into the page cache); without it, node CPU per payment was
+        // lower in 8 of 12 alternated pairs, by 2.4 µs on average, and
+        // payments/s until every node applied 2.4% higher (eighteenth
+        // round).
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
+        opts.disable_wal(true);
         self.db.write_opt(b, &opts).map_err(store_err)
     }
 
@@ -1215,38 +1226,51 @@ mod tests {
     }
 
     /// What `kill -9` leaves: the child process commits entry after entry,
-    /// while RocksDB flushes some families on its own, and kills itself with
-    /// SIGKILL (no close, no last flush). It comes back with every commit
-    /// (they are in the WAL, whose writes outlive the process) and with
-    /// exactly their nullifiers.
-    /// Fails if commits skipped the WAL: some would be lost and, without
-    /// atomic flushes, a family could hold writes of a commit the applied
-    /// log id does not cover (measured: 48,000 nullifiers under an applied
-    /// index of 246, which covers 49,200).
+    /// while RocksDB flushes on its own, and kills itself with SIGKILL (no
+    /// close, no last flush). Commits skip the WAL, so the ones since the last
+    /// flush are lost; what comes back is the state of one whole commit: an
+    /// applied index k and exactly the nullifiers of commits 1..=k.
+    /// Fails without atomic flushes: a family could hold writes of a commit
+    /// the applied log id does not cover (measured: 48,000 nullifiers under
+    /// an applied index of 246, which covers 49,200).
+    /// Commits entry `commit` (applied index `commit`) holding
+    /// `nullifiers` nullifiers named by [`crash_nullifier`].
+    fn must_commit_numbered(
+        store: &StateStore,
+        state: &mut AppliedState,
+        commit: u64,
+        nullifiers: u64,
+    ) {
+        let mut writes = WriteSet::default();
+        for k in 0..nullifiers {
+            writes.nullifiers.insert(
+                crash_nullifier(commit, k),
+                Some(NullifierRecord {
+                    tx_id: TxId([commit as u8; 32]),
+                    held: false,
+                }),
+            );
+        }
+        state.applied = Some(LogId::new(
+            openraft::vote::leader_id_std::CommittedLeaderId::new(1),
+            commit,
+        ));
+        store
+            .commit(&writes, state)
+            .unwrap_or_else(|e| panic!("commit {commit}: {e}"));
+    }
+
     #[test]
     fn a_crash_leaves_the_state_of_one_whole_commit() {
         if let Some(dir) = std::env::var_os(CRASH_DIR_ENV) {
             let store = small_memtable_store(Path::new(&dir));
             let mut state = store.applied_state().expect("applied state");
             for commit in 1..=CRASH_COMMITS {
-                let mut writes = WriteSet::default();
-                for k in 0..CRASH_NULLIFIERS_PER_COMMIT {
-                    writes.nullifiers.insert(
-                        crash_nullifier(commit, k),
-                        Some(NullifierRecord {
-                            tx_id: TxId([commit as u8; 32]),
-                            held: false,
-                        }),
-                    );
-                }
-                state.applied = Some(LogId::new(
-                    openraft::vote::leader_id_std::CommittedLeaderId::new(1),
-                    commit,
-                ));
-                store.commit(&writes, &state).expect("commit");
+                must_commit_numbered(&store, &mut state, commit, CRASH_NULLIFIERS_PER_COMMIT);
             }
             // RocksDB flushed on its own, so the crash leaves table files
-            // and a WAL tail (a panic here fails the parent's signal check).
+            // and unflushed memtables (a panic here fails the parent's
+            // signal check).
             let nullifier_table_bytes =
                 family_bytes(store.sst_bytes_per_family().expect("sizes"), CF_NULLIFIERS);
             assert!(nullifier_table_bytes > 0, "no flush before the crash");
@@ -1279,11 +1303,11 @@ mod tests {
             .applied_state()
             .expect("applied state")
             .applied
-            .expect("the commits survive the crash")
+            .expect("the flushed commits survive the crash")
             .index();
-        assert_eq!(
-            applied, CRASH_COMMITS,
-            "a crashed process lost commits: they skipped the WAL"
+        assert!(
+            (1..=CRASH_COMMITS).contains(&applied),
+            "applied index {applied} after {CRASH_COMMITS} commits"
         );
         assert_eq!(
             store.nullifier_count().expect("count"),
@@ -1309,5 +1333,29 @@ mod tests {
             "a nullifier of commit {} without its applied index",
             applied + 1
         );
+    }
+
+    /// Commits skip the WAL, so only a flush makes them durable: closing the
+    /// database must flush, or every clean restart would re-apply from the
+    /// Raft log. Fails if the last commits are missing after a close.
+    #[test]
+    fn a_closed_store_keeps_every_commit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let commits = 20u64;
+        {
+            let store = StateStore::open(dir.path()).expect("open");
+            let mut state = store.applied_state().expect("applied state");
+            for commit in 1..=commits {
+                must_commit_numbered(&store, &mut state, commit, 1);
+            }
+        }
+        let store = StateStore::open(dir.path()).expect("reopen");
+        let applied = store.applied_state().expect("applied state").applied;
+        assert_eq!(
+            applied.map(|id| id.index()),
+            Some(commits),
+            "commits lost at close"
+        );
+        assert_eq!(store.nullifier_count().expect("count"), commits);
     }
 }
