@@ -71,4 +71,49 @@ mod tests {
             "another thread's priority changed"
         );
     }
+
+    #[tokio::test]
+    async fn work_at_the_lowest_priority_runs_on_its_own_named_thread() {
+        let before = current_thread_nice().expect("read own priority");
+        let (name, nice) = run_at_lowest_priority("low-work", || {
+            let name = std::thread::current().name().map(str::to_owned);
+            (name, current_thread_nice().expect("read"))
+        })
+        .await
+        .expect("the work's result");
+        assert_eq!(name.as_deref(), Some("low-work"));
+        assert_eq!(nice, NICE_LOWEST);
+        assert_eq!(
+            current_thread_nice().expect("read"),
+            before,
+            "the caller's priority changed"
+        );
+    }
+}
+/// The lowest priority: what runs at it gets only CPU no other thread wants.
+pub const NICE_LOWEST: i32 = 19;
+
+/// Runs `work` on a new thread named `name` at the lowest priority and
+/// returns its result when it ends: for rare, long, CPU-heavy work that
+/// nothing waits for promptly (a snapshot build). A thread of its own, not a
+/// pooled blocking thread, because an unprivileged thread cannot raise its
+/// priority back, and a pooled thread carries it to whatever runs next.
+pub async fn run_at_lowest_priority<T, F>(name: &str, work: F) -> io::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let thread_name = name.to_owned();
+    std::thread::Builder::new()
+        .name(thread_name.clone())
+        .spawn(move || {
+            if let Err(e) = lower_current_thread(NICE_LOWEST) {
+                tracing::warn!(thread = %thread_name, error = %e, "keeps normal priority");
+            }
+            // The receiver is gone only if the caller was dropped (shutdown).
+            let _ = tx.send(work());
+        })?;
+    rx.await
+        .map_err(|_| io::Error::other(format!("thread {name} ended without a result")))
 }

@@ -72,6 +72,7 @@ impl LogStore {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         super::memory_budget::LOG_STORE.apply_to_db(&mut opts);
+        super::background_work::apply_to_db(&mut opts).map_err(io_err)?;
         let cache = super::memory_budget::LOG_STORE.block_cache();
         let cfs = [CF_LOGS, CF_META].map(|name| {
             let mut cf = Options::default();

@@ -12,6 +12,7 @@ use spentledger_protocol::{
     Nullifier, Payment, Receipt, TxId, pb,
 };
 
+use super::background_work;
 use super::io_err;
 use super::keys::{u64_from_key, u64_key};
 use super::memory_budget;
@@ -110,7 +111,7 @@ fn store_err(e: rocksdb::Error) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
-pub(crate) fn open_options() -> Options {
+pub(crate) fn open_options() -> io::Result<Options> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
@@ -120,7 +121,8 @@ pub(crate) fn open_options() -> Options {
     // `meta`) does not cover.
     opts.set_atomic_flush(true);
     memory_budget::STATE_STORE.apply_to_db(&mut opts);
-    opts
+    background_work::apply_to_db(&mut opts).map_err(io_err)?;
+    Ok(opts)
 }
 
 fn cf_options(name: &str, cache: &rocksdb::Cache) -> Options {
@@ -174,7 +176,7 @@ const COMPRESSION_PER_LEVEL: [rocksdb::DBCompressionType; 7] = [
 
 impl StateStore {
     pub fn open(dir: &Path) -> io::Result<Self> {
-        Self::open_with(dir, open_options())
+        Self::open_with(dir, open_options()?)
     }
 
     fn open_with(dir: &Path, options: Options) -> io::Result<Self> {
@@ -1213,7 +1215,7 @@ mod tests {
     /// A store whose memtables hold only 256 KiB, so a few hundred commits
     /// make RocksDB flush several times on its own.
     fn small_memtable_store(dir: &Path) -> StateStore {
-        let mut options = open_options();
+        let mut options = open_options().expect("options");
         options.set_db_write_buffer_size(256 << 10);
         StateStore::open_with(dir, options).expect("open")
     }
@@ -1357,5 +1359,85 @@ mod tests {
             "commits lost at close"
         );
         assert_eq!(store.nullifier_count().expect("count"), commits);
+    }
+
+    /// A snapshot larger than its write-back step (8 MiB, started while
+    /// the file is written) loads back whole, with the same applied id.
+    #[test]
+    fn a_snapshot_of_many_write_back_steps_loads_back_whole() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = StateStore::open(&dir.path().join("from")).expect("open");
+        let mut state = store.applied_state().expect("applied state");
+        // About 74 bytes per nullifier record in the file: 3 steps or more.
+        let (commits, per_commit) = (30u64, 12_000u64);
+        for commit in 1..=commits {
+            must_commit_numbered(&store, &mut state, commit, per_commit);
+        }
+        let path = dir.path().join("state.snap");
+        let (bytes, applied) = super::super::snapshot_file::write(&store, &path).expect("write");
+        assert!(
+            bytes > 3 * (8 << 20),
+            "snapshot of {bytes} bytes is too small for the test"
+        );
+        assert_eq!(applied.applied.map(|id| id.index()), Some(commits));
+
+        let loaded = StateStore::open(&dir.path().join("to")).expect("open");
+        super::super::snapshot_file::load(&path, &loaded).expect("load");
+        assert_eq!(
+            loaded.nullifier_count().expect("count"),
+            commits * per_commit
+        );
+        assert_eq!(
+            loaded.applied_state().expect("applied").applied,
+            applied.applied
+        );
+    }
+
+    /// Compactions run at the lowest CPU priority (`background_work`): on
+    /// the machine the nodes share, a round of compactions must not take the
+    /// CPU from apply. RocksDB lowers a pool thread when it picks up its next
+    /// job, so a compaction is run first.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn compactions_run_at_the_lowest_cpu_priority() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = StateStore::open(dir.path()).expect("open");
+        let mut state = store.applied_state().expect("applied state");
+        for commit in 1..=4 {
+            must_commit_numbered(&store, &mut state, commit, 100);
+        }
+        store.compact_all().expect("compact");
+        let nices = must_read_thread_nices("rocksdb:low");
+        assert!(
+            nices.contains(&19),
+            "no compaction thread at nice 19 after a compaction: {nices:?}"
+        );
+    }
+
+    /// The nice values of this process's threads named `name`.
+    #[cfg(target_os = "linux")]
+    fn must_read_thread_nices(name: &str) -> Vec<i64> {
+        let mut nices = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+            let task = task.expect("task entry").path();
+            let Ok(comm) = std::fs::read_to_string(task.join("comm")) else {
+                continue; // the thread ended meanwhile
+            };
+            if comm.trim_end() != name {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.join("stat")).expect("task stat");
+            // Fields after the command's closing parenthesis: the nice value
+            // is field 19 of stat, the 17th after it.
+            let after = &stat[stat.rfind(')').expect("stat has a command") + 2..];
+            let nice = after
+                .split(' ')
+                .nth(16)
+                .and_then(|f| f.parse().ok())
+                .unwrap_or_else(|| panic!("no nice value in {stat:?}"));
+            nices.push(nice);
+        }
+        assert!(!nices.is_empty(), "no thread named {name} in this process");
+        nices
     }
 }
