@@ -34,6 +34,34 @@ pub fn lower_current_thread(nice: i32) -> io::Result<()> {
     }
 }
 
+/// The lowest priority: what runs at it gets only CPU no other thread wants.
+pub const NICE_LOWEST: i32 = 19;
+
+/// Runs `work` on a new thread named `name` at the lowest priority and
+/// returns its result when it ends: for rare, long, CPU-heavy work that
+/// nothing waits for promptly (a snapshot build). A thread of its own, not a
+/// pooled blocking thread, because an unprivileged thread cannot raise its
+/// priority back, and a pooled thread carries it to whatever runs next.
+pub async fn run_at_lowest_priority<T, F>(name: &str, work: F) -> io::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let thread_name = name.to_owned();
+    std::thread::Builder::new()
+        .name(thread_name.clone())
+        .spawn(move || {
+            if let Err(e) = lower_current_thread(NICE_LOWEST) {
+                tracing::warn!(thread = %thread_name, error = %e, "keeps normal priority");
+            }
+            // The receiver is gone only if the caller was dropped (shutdown).
+            let _ = tx.send(work());
+        })?;
+    rx.await
+        .map_err(|_| io::Error::other(format!("thread {name} ended without a result")))
+}
+
 /// The calling thread's nice value (for the tests: the node only sets it).
 #[cfg(all(test, target_os = "linux"))]
 fn current_thread_nice() -> io::Result<i32> {
@@ -89,31 +117,4 @@ mod tests {
             "the caller's priority changed"
         );
     }
-}
-/// The lowest priority: what runs at it gets only CPU no other thread wants.
-pub const NICE_LOWEST: i32 = 19;
-
-/// Runs `work` on a new thread named `name` at the lowest priority and
-/// returns its result when it ends: for rare, long, CPU-heavy work that
-/// nothing waits for promptly (a snapshot build). A thread of its own, not a
-/// pooled blocking thread, because an unprivileged thread cannot raise its
-/// priority back, and a pooled thread carries it to whatever runs next.
-pub async fn run_at_lowest_priority<T, F>(name: &str, work: F) -> io::Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce() -> T + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let thread_name = name.to_owned();
-    std::thread::Builder::new()
-        .name(thread_name.clone())
-        .spawn(move || {
-            if let Err(e) = lower_current_thread(NICE_LOWEST) {
-                tracing::warn!(thread = %thread_name, error = %e, "keeps normal priority");
-            }
-            // The receiver is gone only if the caller was dropped (shutdown).
-            let _ = tx.send(work());
-        })?;
-    rx.await
-        .map_err(|_| io::Error::other(format!("thread {name} ended without a result")))
 }

@@ -1374,7 +1374,7 @@ mod tests {
             must_commit_numbered(&store, &mut state, commit, per_commit);
         }
         let path = dir.path().join("state.snap");
-        let (bytes, applied) = super::super::snapshot_file::write(&store, &path).expect("write");
+        let (bytes, applied) = crate::storage::snapshot_file::write(&store, &path).expect("write");
         assert!(
             bytes > 3 * (8 << 20),
             "snapshot of {bytes} bytes is too small for the test"
@@ -1382,7 +1382,7 @@ mod tests {
         assert_eq!(applied.applied.map(|id| id.index()), Some(commits));
 
         let loaded = StateStore::open(&dir.path().join("to")).expect("open");
-        super::super::snapshot_file::load(&path, &loaded).expect("load");
+        crate::storage::snapshot_file::load(&path, &loaded).expect("load");
         assert_eq!(
             loaded.nullifier_count().expect("count"),
             commits * per_commit
@@ -1408,9 +1408,10 @@ mod tests {
         }
         store.compact_all().expect("compact");
         let nices = must_read_thread_nices("rocksdb:low");
+        let lowest = i64::from(crate::ops::thread_priority::NICE_LOWEST);
         assert!(
-            nices.contains(&19),
-            "no compaction thread at nice 19 after a compaction: {nices:?}"
+            nices.contains(&lowest),
+            "no compaction thread at nice {lowest} after a compaction: {nices:?}"
         );
     }
 
