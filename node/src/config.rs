@@ -97,9 +97,9 @@ pub struct Flags {
     /// that queued while the previous entry was validated share the next one anyway].
     #[arg(long, env = "SPENTLEDGER_SUBMIT_LINGER_MS")]
     pub submit_linger_ms: Option<u64>,
-    /// As leader, hold new entries while a majority's apply is more than this many ms behind
-    /// this node's (flow control: a new leader then never faces a longer backlog); 0 turns it
-    /// off [default: 1000].
+    /// As leader, hold new entries while a majority needs more than this many ms to catch up
+    /// with this node's apply, at its recent pace (flow control: a new leader then never faces
+    /// a longer backlog); 0 turns it off [default: 1000].
     #[arg(long, env = "SPENTLEDGER_APPLY_LAG_MS_MAX")]
     pub apply_lag_ms_max: Option<u64>,
     /// On SIGTERM, how long in-flight requests may run before being cut, in ms [default: 10000].
