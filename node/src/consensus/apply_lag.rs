@@ -131,11 +131,15 @@ impl LeaderProgress {
         self.held_since.get_or_insert(at);
     }
 
-    /// Restarts the clock: the leader proposes again from `at` on.
-    pub fn resume(&mut self, at: Instant) {
-        if let Some(since) = self.held_since.take() {
-            self.held += at.saturating_duration_since(since);
-        }
+    /// Restarts the clock: the leader proposes again from `at` on. Returns
+    /// how long the hold lasted (zero when there was none).
+    pub fn resume(&mut self, at: Instant) -> Duration {
+        let Some(since) = self.held_since.take() else {
+            return Duration::ZERO;
+        };
+        let hold = at.saturating_duration_since(since);
+        self.held += hold;
+        hold
     }
 
     /// Forgets everything (leadership lost or regained).
@@ -143,27 +147,26 @@ impl LeaderProgress {
         *self = LeaderProgress::new(self.poll);
     }
 
-    /// How far `follower_applied` is behind the leader, on the clock
-    /// without holds: zero when the follower is level with the newest
+    /// Where `follower_applied` stands on the clock without holds: the
+    /// clock's reading at `now` when the follower is level with the newest
     /// sample.
     ///
     /// Where the follower stands between two samples is interpolated over
     /// the poll before the later one (entries first seen at a poll were
     /// applied since the previous poll, or, after an idle spell, within the
-    /// last interval), so the backlog shrinks with each entry the follower
-    /// applies rather than in steps of a poll's worth of entries. With a
-    /// zero poll, the position is the sample that first passed the
-    /// follower.
-    pub fn lag_of(&self, follower_applied: u64, now: Instant) -> Duration {
+    /// last interval), so its backlog shrinks with each entry it applies
+    /// rather than in steps of a poll's worth of entries. With a zero poll,
+    /// the position is the sample that first passed the follower.
+    pub fn position_of(&self, follower_applied: u64, now: Instant) -> Duration {
         // Indexes increase along the deque: the first one past the
         // follower is found by bisection.
         let first_past = self
             .samples
             .partition_point(|(index, _)| *index <= follower_applied);
         let Some(&(index_past, at_past)) = self.samples.get(first_past) else {
-            return Duration::ZERO;
+            return self.clock(now);
         };
-        let position = match first_past.checked_sub(1).map(|i| self.samples[i]) {
+        match first_past.checked_sub(1).map(|i| self.samples[i]) {
             Some((index_before, at_before)) => {
                 let start = at_before.max(at_past.saturating_sub(self.poll));
                 // index_before <= follower_applied < index_past
@@ -172,8 +175,14 @@ impl LeaderProgress {
                 start + at_past.saturating_sub(start).mul_f64(done)
             }
             None => at_past,
-        };
-        self.clock(now).saturating_sub(position)
+        }
+    }
+
+    /// How far `follower_applied` is behind the leader, on the clock
+    /// without holds (see `position_of`): zero when level.
+    pub fn lag_of(&self, follower_applied: u64, now: Instant) -> Duration {
+        self.clock(now)
+            .saturating_sub(self.position_of(follower_applied, now))
     }
 }
 
@@ -403,7 +412,6 @@ pub async fn run_apply_lag_monitor(
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut progress = LeaderProgress::new(poll);
-    let mut held_since: Option<Instant> = None;
     let mut hold_log = HoldLog::default();
     let mut paces: BTreeMap<u64, FollowerPace> = BTreeMap::new();
     loop {
@@ -426,7 +434,6 @@ pub async fn run_apply_lag_monitor(
                 open: true,
                 lag_ms: None,
             });
-            held_since = None;
             metrics.apply_lag_quorum(0);
             continue;
         }
@@ -451,8 +458,8 @@ pub async fn run_apply_lag_monitor(
         for (id, answer) in answers {
             let lag = match answer {
                 Ok(applied) => {
-                    let backlog = progress.lag_of(applied, now);
-                    let position = progress.clock(now).saturating_sub(backlog);
+                    let position = progress.position_of(applied, now);
+                    let backlog = progress.clock(now).saturating_sub(position);
                     Some(
                         paces
                             .entry(id)
@@ -473,15 +480,11 @@ pub async fn run_apply_lag_monitor(
         metrics.apply_lag_quorum(next.lag_ms.unwrap_or(0));
         match (was_open, next.open) {
             (true, false) => {
-                held_since = Some(now);
                 progress.hold(now);
                 let _reported = hold_log.hold_started(now, next.lag_ms, limits.lag_ms_max);
             }
             (false, true) => {
-                progress.resume(now);
-                let held = held_since
-                    .take()
-                    .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+                let held = progress.resume(now);
                 hold_log.hold_ended(held, next.lag_ms);
             }
             _ => {}
@@ -552,13 +555,14 @@ mod tests {
         assert_eq!(p.lag_of(20, late), ms(100));
         assert_eq!(p.lag_of(30, late), Duration::ZERO);
         // Proposing again, the clock runs on from where the hold stopped it.
-        p.resume(late);
+        assert_eq!(p.resume(late), ms(2_000), "the hold's length");
+        assert_eq!(p.resume(late), Duration::ZERO, "no hold under way");
         p.record(40, t0 + ms(2_400));
         assert_eq!(p.lag_of(10, t0 + ms(2_400)), ms(300));
         assert_eq!(p.lag_of(30, t0 + ms(2_500)), ms(100));
         // A second hold is taken off too.
         p.hold(t0 + ms(2_500));
-        p.resume(t0 + ms(3_500));
+        assert_eq!(p.resume(t0 + ms(3_500)), ms(1_000));
         assert_eq!(p.lag_of(30, t0 + ms(3_600)), ms(200));
         p.clear();
         assert_eq!(p.lag_of(0, t0 + ms(3_600)), Duration::ZERO);
