@@ -152,7 +152,8 @@ fn raw_signatures(c: &mut Criterion) {
 }
 
 /// The BLAKE3 hashes every node computes per payment: a Merkle node (about
-/// seven per input), a token nullifier (one per input), the payment id.
+/// seven per input), a token nullifier (one per input), the payment id; and
+/// a payment's Merkle paths checked alone and together.
 fn protocol_hashes(c: &mut Criterion) {
     let issuer = Issuer::from_seed(id("bank"), [1; 32], 0, u64::MAX);
     let payment = payments(&issuer, 2).swap_remove(0);
@@ -167,6 +168,34 @@ fn protocol_hashes(c: &mut Criterion) {
     });
     group.bench_function("token_nullifier", |b| b.iter(|| cert_id.token_nullifier(7)));
     group.bench_function("tx_id", |b| b.iter(|| payment.tx_id_with(&cert_id)));
+    // A payment's two inputs (neighbouring tokens of a 64-token tree): each
+    // path climbed alone, and together (sharing the climb above where the
+    // paths meet), as the rules do.
+    let cert = &payment.certificate;
+    group.bench_function("merkle_paths_2_inputs_alone", |b| {
+        b.iter(|| {
+            assert!(payment.inputs.iter().all(|input| {
+                spentledger_protocol::merkle::verify_path(
+                    &cert.token_root,
+                    cert.token_count,
+                    &input.leaf,
+                    &input.path,
+                )
+            }))
+        })
+    });
+    group.bench_function("merkle_paths_2_inputs_together", |b| {
+        b.iter(|| {
+            assert!(spentledger_protocol::merkle::verify_paths(
+                &cert.token_root,
+                cert.token_count,
+                payment
+                    .inputs
+                    .iter()
+                    .map(|input| (&input.leaf, input.path.as_slice())),
+            ))
+        })
+    });
     group.finish();
 }
 

@@ -102,33 +102,118 @@ impl MerkleTree {
 /// leaves with root `root`. The path must have exactly the length the tree's
 /// shape implies; a longer or shorter path is refused.
 pub fn verify_path(root: &Hash, token_count: u32, leaf: &TokenLeaf, path: &[Hash]) -> bool {
-    if token_count == 0
-        || token_count > TOKENS_PER_CERTIFICATE_MAX
-        || leaf.index >= token_count
-        || path.len() > MERKLE_PATH_LEN_MAX
-    {
-        return false;
-    }
-    let mut hash = leaf_hash(leaf);
-    let mut position = leaf.index;
-    let mut width = token_count;
-    let mut siblings = path.iter();
-    while width > 1 {
-        if position % 2 == 1 {
-            let Some(sibling) = siblings.next() else {
-                return false;
-            };
-            hash = node_hash(sibling, &hash);
-        } else if position + 1 < width {
-            let Some(sibling) = siblings.next() else {
-                return false;
-            };
-            hash = node_hash(&hash, sibling);
+    Trail::default().climb(root, token_count, leaf, path, false)
+}
+
+/// Levels above the leaves in the tallest tree: a path has at most this many
+/// siblings, and a climb at most this many steps.
+const LEVELS_MAX: usize = (TOKENS_PER_CERTIFICATE_MAX - 1).ilog2() as usize + 1;
+
+/// Checks several leaves of one tree with the same answer as [`verify_path`]
+/// on each in turn (true when every one holds), hashing less.
+///
+/// Why: a payment's inputs are leaves of one certificate's tree, and paths
+/// of nearby leaves meet a few levels up, after which they carry the same
+/// siblings to the same root. Each climb keeps, per level, its position,
+/// its node and the siblings it has left (the trail). When a later leaf
+/// reaches a level at the position, with the node and with the siblings
+/// left that the trail holds for that level, the rest of its climb would
+/// repeat the trail's, which ended at the root: it holds, without hashing
+/// the rest. That is a comparison of the same computation's inputs, not an
+/// argument about hashes, so the answer is exactly [`verify_path`]'s for any
+/// leaves, in any order, honest or forged. Leaves in increasing index order
+/// (as the rules require of a payment's inputs) share the most.
+pub fn verify_paths<'a>(
+    root: &Hash,
+    token_count: u32,
+    leaves: impl IntoIterator<Item = (&'a TokenLeaf, &'a [Hash])>,
+) -> bool {
+    let mut trail = Trail::default();
+    let mut have_trail = false;
+    for (leaf, path) in leaves {
+        if !trail.climb(root, token_count, leaf, path, have_trail) {
+            return false;
         }
-        position /= 2;
-        width = width.div_ceil(2);
+        have_trail = true;
     }
-    siblings.next().is_none() && hash == *root
+    true
+}
+
+/// The last successful climb's state at each level: the node's position, the
+/// node, and the siblings still ahead of it. After any climb that held, every
+/// level of the tree holds the state of a climb that reached the root.
+struct Trail<'a> {
+    positions: [u32; LEVELS_MAX],
+    nodes: [Hash; LEVELS_MAX],
+    siblings_left: [&'a [Hash]; LEVELS_MAX],
+}
+
+impl Default for Trail<'_> {
+    fn default() -> Self {
+        Trail {
+            positions: [0; LEVELS_MAX],
+            nodes: [[0; 32]; LEVELS_MAX],
+            siblings_left: [&[]; LEVELS_MAX],
+        }
+    }
+}
+
+impl<'a> Trail<'a> {
+    /// [`verify_path`] for one leaf, ending early where it joins the trail
+    /// (only when `joinable`: the trail holds a climb that reached the root).
+    /// On success the trail holds this climb up to where it ended and the
+    /// joined climb above, which is the same from there on. On failure the
+    /// trail is left part-written: the caller stops.
+    fn climb(
+        &mut self,
+        root: &Hash,
+        token_count: u32,
+        leaf: &TokenLeaf,
+        path: &'a [Hash],
+        joinable: bool,
+    ) -> bool {
+        if token_count == 0
+            || token_count > TOKENS_PER_CERTIFICATE_MAX
+            || leaf.index >= token_count
+            || path.len() > MERKLE_PATH_LEN_MAX
+        {
+            return false;
+        }
+        let mut node = leaf_hash(leaf);
+        let mut position = leaf.index;
+        let mut width = token_count;
+        let mut siblings = path;
+        let mut level = 0;
+        while width > 1 {
+            if joinable
+                && self.positions[level] == position
+                && self.nodes[level] == node
+                && self.siblings_left[level] == siblings
+            {
+                return true;
+            }
+            self.positions[level] = position;
+            self.nodes[level] = node;
+            self.siblings_left[level] = siblings;
+            if position % 2 == 1 {
+                let Some((sibling, rest)) = siblings.split_first() else {
+                    return false;
+                };
+                node = node_hash(sibling, &node);
+                siblings = rest;
+            } else if position + 1 < width {
+                let Some((sibling, rest)) = siblings.split_first() else {
+                    return false;
+                };
+                node = node_hash(&node, sibling);
+                siblings = rest;
+            }
+            position /= 2;
+            width = width.div_ceil(2);
+            level += 1;
+        }
+        siblings.is_empty() && node == *root
+    }
 }
 
 #[cfg(test)]
@@ -218,5 +303,62 @@ mod tests {
             MerkleTree::build(&[]),
             Err(MerkleError::BadLeafCount { count: 0 })
         );
+    }
+
+    #[test]
+    fn leaves_checked_together_agree_with_each_checked_alone() {
+        let l = leaves(58);
+        let tree = MerkleTree::build(&l).expect("58 leaves");
+        let paths: Vec<Vec<Hash>> = l
+            .iter()
+            .map(|leaf| tree.path(leaf.index).expect("in range"))
+            .collect();
+        let pick = |indices: &[usize]| -> Vec<(&TokenLeaf, &[Hash])> {
+            indices
+                .iter()
+                .map(|&i| (&l[i], paths[i].as_slice()))
+                .collect()
+        };
+        let root = tree.root();
+        assert!(verify_paths(&root, 58, pick(&[4, 5])));
+        assert!(verify_paths(&root, 58, pick(&[0, 1, 2, 3, 56, 57])));
+        assert!(verify_paths(&root, 58, pick(&[57, 3, 3, 0])));
+        assert!(verify_paths(&root, 58, []));
+        // A forged second leaf that joins its sibling's climb one level up
+        // with the wrong node is refused, as it is alone.
+        let forged = TokenLeaf {
+            index: 5,
+            value: 99,
+        };
+        assert!(!verify_path(&root, 58, &forged, &paths[5]));
+        assert!(!verify_paths(
+            &root,
+            58,
+            [(&l[4], paths[4].as_slice()), (&forged, paths[5].as_slice())]
+        ));
+        // The right node with a wrong sibling above the meeting point.
+        let mut bad = paths[5].clone();
+        let last = bad.len() - 1;
+        bad[last][0] ^= 1;
+        assert!(!verify_path(&root, 58, &l[5], &bad));
+        assert!(!verify_paths(
+            &root,
+            58,
+            [(&l[4], paths[4].as_slice()), (&l[5], bad.as_slice())]
+        ));
+        // One sibling too many after the meeting point.
+        let mut long = paths[5].clone();
+        long.push([0; 32]);
+        assert!(!verify_paths(
+            &root,
+            58,
+            [(&l[4], paths[4].as_slice()), (&l[5], long.as_slice())]
+        ));
+    }
+
+    #[test]
+    fn the_trail_is_deep_enough_for_the_largest_tree() {
+        assert_eq!(LEVELS_MAX, 16);
+        assert_eq!(LEVELS_MAX, MERKLE_PATH_LEN_MAX);
     }
 }

@@ -220,9 +220,16 @@ impl Ledger {
             .fetch_add(prechecked.len() as u64, Ordering::Relaxed);
         let mut outcomes = Vec::with_capacity(prechecked.len());
         for group in prechecked.chunks(READ_AHEAD_PAYMENTS) {
-            read_ahead(overlay, group.iter().map(|(p, c)| (p, c)))?;
+            let mut nullifiers = read_ahead(overlay, group.iter().map(|(p, c)| (p, c)))?;
             for (payment, checked) in group {
-                outcomes.push(self.submit_one(overlay, at, payment.recorded(), Ok(*checked))?);
+                let spent = nullifiers.next_payment(payment);
+                outcomes.push(self.submit_one(
+                    overlay,
+                    at,
+                    payment.recorded(),
+                    Ok(*checked),
+                    spent,
+                )?);
             }
         }
         Ok(outcomes)
@@ -249,6 +256,7 @@ impl Ledger {
             payments.into_iter().zip(verdicts).collect();
         // Decoded payments left in the group whose reads were fetched.
         let mut fetched_ahead = 0;
+        let mut nullifiers = GroupNullifiers::default();
         let mut outcomes = Vec::with_capacity(decode_errors.len());
         for error in decode_errors {
             let outcome = match error {
@@ -261,7 +269,7 @@ impl Ledger {
                     if fetched_ahead == 0 {
                         let group = decoded.iter().take(READ_AHEAD_PAYMENTS);
                         fetched_ahead = group.len();
-                        read_ahead(
+                        nullifiers = read_ahead(
                             overlay,
                             group.filter_map(|(p, v)| v.as_ref().ok().map(|c| (p, c))),
                         )?;
@@ -270,7 +278,12 @@ impl Ledger {
                     let (payment, verdict) = decoded
                         .pop_front()
                         .expect("one verdict per decoded payment");
-                    self.submit_one(overlay, at, payment, verdict)?
+                    // Only the payments that passed were read ahead.
+                    let spent = match verdict {
+                        Ok(_) => nullifiers.next_payment(&payment),
+                        Err(_) => Vec::new(),
+                    };
+                    self.submit_one(overlay, at, payment, verdict, spent)?
                 }
             };
             outcomes.push(outcome);
@@ -278,12 +291,16 @@ impl Ledger {
         Ok(outcomes)
     }
 
+    /// `nullifiers`: those of the payment's inputs, in input order, when it
+    /// passed the stateless rules (computed once, when its reads were
+    /// fetched ahead); anything else is ignored.
     fn submit_one(
         &self,
         overlay: &mut Overlay<'_>,
         at: Stamp,
         payment: Payment,
         verdict: StatelessVerdict,
+        nullifiers: Vec<(spentledger_protocol::Nullifier, u64)>,
     ) -> Result<PaymentOutcome, StoreError> {
         let tx_id = match &verdict {
             Ok(checked) => checked.tx_id,
@@ -314,11 +331,7 @@ impl Ledger {
                 detail: None,
             });
         }
-        let nullifiers: Vec<_> = payment
-            .inputs
-            .iter()
-            .map(|input| (cert_id.token_nullifier(input.leaf.index), input.leaf.value))
-            .collect();
+        debug_assert_eq!(nullifiers.len(), payment.inputs.len());
         let mut scan = NullifierScan::default();
         for &(nullifier, value) in &nullifiers {
             match overlay.nullifier(&nullifier)? {
@@ -507,12 +520,57 @@ const READ_AHEAD_PAYMENTS: usize = 512;
 fn read_ahead<'p>(
     overlay: &mut Overlay<'_>,
     group: impl Iterator<Item = (&'p Payment, &'p Checked)>,
-) -> Result<(), StoreError> {
+) -> Result<GroupNullifiers, StoreError> {
     let mut keys = ReadKeys::default();
+    let mut nullifiers = GroupNullifiers::default();
     for (payment, checked) in group {
-        keys.add_payment(payment, checked);
+        let start = nullifiers.all.len();
+        nullifiers.all.extend(
+            payment
+                .inputs
+                .iter()
+                .map(|input| checked.cert_id.token_nullifier(input.leaf.index)),
+        );
+        keys.add_payment(payment, checked, &nullifiers.all[start..]);
     }
-    overlay.read_ahead(keys)
+    overlay.read_ahead(keys)?;
+    Ok(nullifiers)
+}
+
+/// The token nullifiers of a read-ahead group's payments that passed the
+/// stateless rules, in order: each is a BLAKE3 hash, computed once for the
+/// reads and used again to judge (docs/BENCHMARKS.md, twenty-first round).
+#[derive(Default)]
+struct GroupNullifiers {
+    all: Vec<spentledger_protocol::Nullifier>,
+    /// The first not yet handed out.
+    next: usize,
+}
+
+impl GroupNullifiers {
+    /// The next payment's nullifiers with its tokens' values. `payment` must
+    /// be the next of the group's payments that passed; a payment the group
+    /// does not cover (which the callers never pass) gets its nullifiers
+    /// computed here, so the answer is always the payment's own.
+    fn next_payment(&mut self, payment: &Payment) -> Vec<(spentledger_protocol::Nullifier, u64)> {
+        let inputs = &payment.inputs;
+        match self.all.get(self.next..self.next + inputs.len()) {
+            Some(ours) => {
+                self.next += inputs.len();
+                ours.iter()
+                    .zip(inputs)
+                    .map(|(n, input)| (*n, input.leaf.value))
+                    .collect()
+            }
+            None => {
+                let cert_id = payment.certificate.cert_id();
+                inputs
+                    .iter()
+                    .map(|input| (cert_id.token_nullifier(input.leaf.index), input.leaf.value))
+                    .collect()
+            }
+        }
+    }
 }
 
 /// A payment's tokens split by what the ledger already knows of them.
@@ -618,4 +676,60 @@ fn retire_key(
     key.valid_until_ms = key.valid_until_ms.min(retired_at_ms);
     overlay.put_issuer_key(key.clone());
     Ok(Ok(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
+    use spentledger_protocol::types::{Currency, IdText};
+
+    use super::*;
+
+    fn id(text: &str) -> IdText {
+        IdText::new("test", text).expect("test ids are valid")
+    }
+
+    fn payment(indices: &[u32]) -> Payment {
+        let issuer = Issuer::from_seed(id("bank"), [1; 32], 0, u64::MAX);
+        let seed = [7; 32];
+        let issued = issuer
+            .issue(
+                &IssuancePolicy::default(),
+                &IssuanceRequest {
+                    wallet_id: id("w"),
+                    device_key: Wallet::device_key_for(&seed),
+                    currency: Currency::new("c", "EUR").expect("EUR"),
+                    balance: 1_000,
+                    credit_line: 0,
+                    issued_at_ms: 1_000,
+                },
+            )
+            .expect("fundable");
+        let wallet = Wallet::new(seed, issued.certificate, issued.tokens).expect("matches");
+        wallet
+            .sign_payment(indices, 1, &id("m"), [0; 32], 2_000)
+            .expect("within limits")
+    }
+
+    fn expected(p: &Payment) -> Vec<(spentledger_protocol::Nullifier, u64)> {
+        let cert_id = p.certificate.cert_id();
+        p.inputs
+            .iter()
+            .map(|i| (cert_id.token_nullifier(i.leaf.index), i.leaf.value))
+            .collect()
+    }
+
+    #[test]
+    fn a_groups_nullifiers_are_handed_out_payment_by_payment_and_computed_when_missing() {
+        let (a, b) = (payment(&[0, 1]), payment(&[2, 3, 4]));
+        let mut group = GroupNullifiers::default();
+        for p in [&a, &b] {
+            group.all.extend(expected(p).into_iter().map(|(n, _)| n));
+        }
+        assert_eq!(group.next_payment(&a), expected(&a));
+        assert_eq!(group.next_payment(&b), expected(&b));
+        // Past the group's end: computed, not taken from elsewhere.
+        assert_eq!(group.next_payment(&a), expected(&a));
+        assert_eq!(GroupNullifiers::default().next_payment(&b), expected(&b));
+    }
 }

@@ -39,18 +39,16 @@ pub struct ReadKeys {
 
 impl ReadKeys {
     /// What judging `payment`, which passed the stateless rules as
-    /// `checked`, reads on the way to its verdict.
-    pub fn add_payment(&mut self, payment: &Payment, checked: &Checked) {
+    /// `checked` and spends the tokens with `nullifiers`, reads on the way to
+    /// its verdict.
+    pub fn add_payment(&mut self, payment: &Payment, checked: &Checked, nullifiers: &[Nullifier]) {
         self.accepted.push(checked.tx_id);
         self.certificates.push(checked.cert_id);
         self.counters.push(CounterKey {
             cert_id: checked.cert_id,
             counter: payment.counter,
         });
-        for input in &payment.inputs {
-            self.nullifiers
-                .push(checked.cert_id.token_nullifier(input.leaf.index));
-        }
+        self.nullifiers.extend_from_slice(nullifiers);
     }
 }
 

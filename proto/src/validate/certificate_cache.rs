@@ -32,7 +32,16 @@ struct Inner {
 pub struct CertificateCache {
     capacity: usize,
     inner: Mutex<Inner>,
+    /// Issuer keys decompressed before, at most [`ISSUER_KEYS_MAX`]: every
+    /// certificate seen for the first time needs its issuer's key as a
+    /// point, and decompressing it (a field exponentiation) for each one was
+    /// about 0.3% of all CPU under load (docs/BENCHMARKS.md, twenty-first
+    /// round). A deployment trusts a handful of keys.
+    issuer_keys: Mutex<Vec<([u8; 32], VerifyingKey)>>,
 }
+
+/// Issuer keys kept decompressed; keys beyond it are decompressed each time.
+pub const ISSUER_KEYS_MAX: usize = 64;
 
 impl CertificateCache {
     /// A cache holding at most `capacity` certificates (0 disables caching).
@@ -40,6 +49,7 @@ impl CertificateCache {
         CertificateCache {
             capacity,
             inner: Mutex::new(Inner::default()),
+            issuer_keys: Mutex::new(Vec::new()),
         }
     }
 
@@ -75,6 +85,24 @@ impl CertificateCache {
         let hit = inner.entries.get(cert_id)?;
         (hit.issuer_public_key == *issuer_public_key && hit.issuer_signature == *issuer_signature)
             .then_some(hit.device_key)
+    }
+
+    /// The issuer key with encoding `public_key` as a point, `None` when it
+    /// names no point. The same answer as `VerifyingKey::from_bytes`, which
+    /// is a function of the bytes alone.
+    pub fn issuer_key(&self, public_key: &[u8; 32]) -> Option<VerifyingKey> {
+        let mut known = self
+            .issuer_keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, key)) = known.iter().find(|(bytes, _)| bytes == public_key) {
+            return Some(*key);
+        }
+        let key = VerifyingKey::from_bytes(public_key).ok()?;
+        if known.len() < ISSUER_KEYS_MAX {
+            known.push((*public_key, key));
+        }
+        Some(key)
     }
 
     /// Records a successful verification, evicting the oldest entry when full.
@@ -138,5 +166,29 @@ mod tests {
         let cache = CertificateCache::new(0);
         cache.insert(CertId([9; 32]), [1; 32], [2; 64], key());
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn issuer_keys_are_decompressed_once_and_kept_within_bounds() {
+        let cache = CertificateCache::new(0);
+        let first = key();
+        assert_eq!(cache.issuer_key(first.as_bytes()), Some(first));
+        assert_eq!(cache.issuer_key(first.as_bytes()), Some(first));
+        assert_eq!(cache.issuer_keys.lock().expect("lock").len(), 1);
+        // Bytes that name no point: refused, and not kept.
+        let mut not_a_point = [0u8; 32];
+        not_a_point[0] = 2;
+        assert_eq!(
+            cache.issuer_key(&not_a_point),
+            VerifyingKey::from_bytes(&not_a_point).ok()
+        );
+        for i in 0..2 * ISSUER_KEYS_MAX as u8 {
+            let k = ed25519_dalek::SigningKey::from_bytes(&[i + 10; 32]).verifying_key();
+            assert_eq!(cache.issuer_key(k.as_bytes()), Some(k));
+        }
+        assert_eq!(
+            cache.issuer_keys.lock().expect("lock").len(),
+            ISSUER_KEYS_MAX
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! so that weak keys and non-canonical signatures are refused by rule rather
 //! than by the luck of a batch.
 
-use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::edwards::EdwardsPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::IsIdentity;
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -76,11 +76,14 @@ pub fn strong_public_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
     // With y reduced, the only other non-canonical encodings set the sign
     // bit of x = 0, which only y = 1 and y = -1 have: both of small order,
     // refused above. So the point re-encodes to `bytes` (the tests check).
-    let point = CompressedEdwardsY(*bytes).decompress()?;
-    if !in_prime_order_subgroup(&point) {
+    // `from_bytes` keeps `bytes` as the key's encoding; building the key
+    // from the point instead would compress it again (a field inversion,
+    // about 0.4% of all CPU under load, docs/BENCHMARKS.md twenty-first round).
+    let key = VerifyingKey::from_bytes(bytes).ok()?;
+    if !in_prime_order_subgroup(&key.to_edwards()) {
         return None;
     }
-    Some(VerifyingKey::from(point))
+    Some(key)
 }
 
 /// Whether `[l]P` is the identity, in variable time: a public key is public,
@@ -159,6 +162,8 @@ mod tests {
             let bytes = point.compress().to_bytes();
             let key = strong_public_key(&bytes).expect("a prime-order point is a strong key");
             assert_eq!(key.to_bytes(), bytes);
+            // The point the key computes with is the one its bytes name.
+            assert_eq!(key.to_edwards(), point);
             let mut signed_zero_x = SMALL_ORDER_Y[0];
             signed_zero_x[31] |= 0x80;
             assert!(strong_public_key(&signed_zero_x).is_none());

@@ -56,10 +56,12 @@ pub(crate) fn prepare(
     check_inputs(payment)?;
     let cert_id = cert.cert_id();
     let device_key = verified_device_key(cert, &cert_id, &issuer_key.public_key, cache)?;
-    for input in &payment.inputs {
-        if !merkle::verify_path(&cert.token_root, cert.token_count, &input.leaf, &input.path) {
-            return Err(RejectReason::BadMerklePath);
-        }
+    let paths = payment
+        .inputs
+        .iter()
+        .map(|input| (&input.leaf, input.path.as_slice()));
+    if !merkle::verify_paths(&cert.token_root, cert.token_count, paths) {
+        return Err(RejectReason::BadMerklePath);
     }
     let signature = point_check::canonical_signature(&payment.device_signature)
         .ok_or(RejectReason::NonCanonicalSignature)?;
@@ -186,8 +188,9 @@ fn verified_device_key(
     // so the issuer key needs only decompression here (registration already
     // refuses keys outside the prime-order subgroup). Device keys get the full
     // check below because they are batch-verified.
-    let issuer = ed25519_dalek::VerifyingKey::from_bytes(issuer_public_key)
-        .map_err(|_| RejectReason::BadIssuerSignature)?;
+    let issuer = cache
+        .issuer_key(issuer_public_key)
+        .ok_or(RejectReason::BadIssuerSignature)?;
     let cert_signature = Signature::from_bytes(&cert.issuer_signature);
     let message = crate::ids::certificate_signing_message(cert_id);
     if !signature::verify_strict(&issuer, &message, &cert_signature) {

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use prost::Message;
-use spentledger_protocol::merkle::{MerkleTree, verify_path};
+use spentledger_protocol::merkle::{Hash, MerkleTree, verify_path, verify_paths};
 use spentledger_protocol::types::{Currency, IdText};
 use spentledger_protocol::{
     OfflineCertificate, Payment, PaymentInput, RejectReason, TokenLeaf, ValidationContext,
@@ -155,6 +155,55 @@ proptest! {
             let level = (flip / 8) % bad.len();
             bad[level][flip % 32] ^= 1 << (flip % 8);
             prop_assert!(!verify_path(&tree.root(), count, &leaf, &bad));
+        }
+    }
+
+    /// Checking a payment's leaves together (sharing the climb above where
+    /// their paths meet) answers exactly as checking each alone, for honest
+    /// leaves in any order, repeats included, and for every kind of forgery:
+    /// another value, a flipped sibling bit, a sibling added or dropped.
+    #[test]
+    fn merkle_leaves_checked_together_answer_as_each_alone(
+        values in prop::collection::vec(1u64..1_000_000, 1..200),
+        picks in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+        sorted in any::<bool>(),
+        forge in 0usize..5,
+        victim in any::<prop::sample::Index>(),
+        flip in 0usize..512,
+    ) {
+        let leaves: Vec<TokenLeaf> = values.iter().enumerate().map(|(i, &v)| TokenLeaf { index: i as u32, value: v }).collect();
+        let tree = MerkleTree::build(&leaves).expect("non-empty");
+        let count = leaves.len() as u32;
+        let mut chosen: Vec<usize> = picks.iter().map(|p| p.index(leaves.len())).collect();
+        if sorted {
+            chosen.sort_unstable();
+        }
+        let mut inputs: Vec<(TokenLeaf, Vec<Hash>)> = chosen
+            .iter()
+            .map(|&i| (leaves[i], tree.path(i as u32).expect("in range")))
+            .collect();
+        if !inputs.is_empty() {
+            let at = victim.index(inputs.len());
+            let (leaf, path) = &mut inputs[at];
+            match forge {
+                1 => leaf.value += 1,
+                2 if !path.is_empty() => {
+                    let level = (flip / 8) % path.len();
+                    path[level][flip % 32] ^= 1 << (flip % 8);
+                }
+                3 => path.push([flip as u8; 32]),
+                4 => { path.pop(); }
+                _ => {}
+            }
+        }
+        let alone = inputs.iter().all(|(leaf, path)| verify_path(&tree.root(), count, leaf, path));
+        let together = verify_paths(&tree.root(), count, inputs.iter().map(|(leaf, path)| (leaf, path.as_slice())));
+        prop_assert_eq!(together, alone);
+        // A wrong root or count is refused together as alone.
+        if !inputs.is_empty() {
+            let mut other_root = tree.root();
+            other_root[flip % 32] ^= 1;
+            prop_assert!(!verify_paths(&other_root, count, inputs.iter().map(|(leaf, path)| (leaf, path.as_slice()))));
         }
     }
 
