@@ -218,6 +218,8 @@ impl Ledger {
     ) -> Result<Vec<PaymentOutcome>, StoreError> {
         self.prechecked_payments
             .fetch_add(prechecked.len() as u64, Ordering::Relaxed);
+        let inputs = prechecked.first().map_or(0, |(p, _)| p.inputs.len());
+        overlay.reserve_payments(prechecked.len(), inputs);
         let mut outcomes = Vec::with_capacity(prechecked.len());
         for group in prechecked.chunks(READ_AHEAD_PAYMENTS) {
             let mut nullifiers = read_ahead(overlay, group.iter().map(|(p, c)| (p, c)))?;
@@ -252,6 +254,8 @@ impl Ledger {
         let verdicts =
             self.validator
                 .validate_batch(&payments, &ctx, ValidationMode::Deterministic);
+        let inputs = payments.first().map_or(0, |p| p.inputs.len());
+        overlay.reserve_payments(payments.len(), inputs);
         let mut decoded: VecDeque<(Payment, StatelessVerdict)> =
             payments.into_iter().zip(verdicts).collect();
         // Decoded payments left in the group whose reads were fetched.

@@ -7,8 +7,9 @@
 //! applied log id in one atomic RocksDB write batch.
 //!
 //! Determinism: no wall clock (the entry's leader stamp is the only time), no
-//! randomness, ordered maps only. Every replica computes the same outcomes
-//! and the same [`StateDigest`] from the same log.
+//! randomness in any result, ordered maps only (a [`WriteMap`]'s hash index
+//! is never iterated). Every replica computes the same outcomes and the same
+//! [`StateDigest`] from the same log.
 
 mod command;
 mod digest;
@@ -19,6 +20,7 @@ mod outcome;
 mod overlay;
 mod precheck;
 mod read_ahead;
+mod write_map;
 
 pub use command::{CommandError, LedgerCommand};
 pub use digest::StateDigest;
@@ -30,3 +32,4 @@ pub use outcome::{CommandOutcome, IssuerOpError, PaymentOutcome};
 pub use overlay::{Evidence, Overlay, WriteSet};
 pub use precheck::{Prechecked, apply_context};
 pub use read_ahead::ReadKeys;
+pub use write_map::WriteMap;

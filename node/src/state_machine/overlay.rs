@@ -10,6 +10,10 @@ use super::ledger_read::{
     AcceptedPayment, CertRecord, CounterKey, LedgerRead, NullifierRecord, StoreError,
 };
 use super::read_ahead::{ReadAhead, ReadKeys};
+use super::write_map::WriteMap;
+
+/// The most inputs per payment [`Overlay::reserve_payments`] reserves for.
+pub const RESERVED_INPUTS_MAX: usize = 4;
 
 /// Evidence recorded by the ledger, in detection order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,13 +22,14 @@ pub enum Evidence {
     Clone(CloneEvidence),
 }
 
-/// The writes of one apply call, in ordered maps so that persisting them is
+/// The writes of one apply call, in ordered maps (or [`WriteMap`]s, which
+/// hand their entries out in key order) so that persisting them is
 /// deterministic. `None` values are deletions (compaction).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct WriteSet {
-    pub accepted: BTreeMap<TxId, AcceptedPayment>,
+    pub accepted: WriteMap<TxId, AcceptedPayment>,
     pub held_payments: BTreeMap<TxId, Payment>,
-    pub nullifiers: BTreeMap<Nullifier, Option<NullifierRecord>>,
+    pub nullifiers: WriteMap<Nullifier, Option<NullifierRecord>>,
     pub counters: BTreeMap<CounterKey, Option<TxId>>,
     pub certificates: BTreeMap<CertId, CertRecord>,
     pub settlements: BTreeMap<CertId, CertificateSettlement>,
@@ -180,6 +185,17 @@ impl<'a> Overlay<'a> {
         self.writes
             .accepted
             .insert(accepted.receipt.tx_id, accepted);
+    }
+
+    /// Room for the writes of `payments` more payments of about
+    /// `inputs_per_payment` inputs each (speed only; more than
+    /// [`RESERVED_INPUTS_MAX`] inputs each are not reserved for, so one
+    /// payment of many inputs cannot make a whole command reserve for them).
+    pub fn reserve_payments(&mut self, payments: usize, inputs_per_payment: usize) {
+        self.writes.accepted.reserve(payments);
+        self.writes
+            .nullifiers
+            .reserve(payments.saturating_mul(inputs_per_payment.min(RESERVED_INPUTS_MAX)));
     }
 
     pub fn put_held_payment(&mut self, tx_id: TxId, payment: Payment) {

@@ -358,7 +358,11 @@ impl StateStore {
     pub fn commit(&self, writes: &WriteSet, state: &AppliedState) -> Result<(), StoreError> {
         // The archive's records are most of the batch: encoded first, so the
         // batch is sized once (`sized_write_batch`).
-        let accepted: Vec<Vec<u8>> = writes.accepted.values().map(encode_accepted).collect();
+        let sorted_accepted = writes.accepted.sorted();
+        let accepted: Vec<Vec<u8>> = sorted_accepted
+            .iter()
+            .map(|(_, a)| encode_accepted(a))
+            .collect();
         let small_records = writes.nullifiers.len()
             + writes.counters.len()
             + writes.certificates.len()
@@ -375,7 +379,7 @@ impl StateStore {
         );
         let mut bodies: BTreeMap<CertId, &spentledger_protocol::OfflineCertificate> =
             BTreeMap::new();
-        for ((tx_id, accepted), value) in writes.accepted.iter().zip(accepted) {
+        for ((tx_id, accepted), value) in sorted_accepted.into_iter().zip(accepted) {
             b.put_cf(self.cf(CF_ACCEPTED), tx_id.0, value);
             bodies
                 .entry(accepted.receipt.cert_id)
@@ -401,7 +405,7 @@ impl StateStore {
                 pb::Payment::from(payment).encode_to_vec(),
             );
         }
-        for (n, record) in &writes.nullifiers {
+        for (n, record) in writes.nullifiers.sorted() {
             match record {
                 Some(r) => b.put_cf(self.cf(CF_NULLIFIERS), n.0, encode_nullifier(r)),
                 None => b.delete_cf(self.cf(CF_NULLIFIERS), n.0),
