@@ -15,6 +15,7 @@
 //! degrade it).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::Hash;
 
 /// Pending writes keyed by `K`; a second insert of a key replaces the value.
@@ -38,10 +39,10 @@ impl<K, V> Default for WriteMap<K, V> {
 impl<K: Ord + Hash + Copy, V> WriteMap<K, V> {
     /// Sets `key` to `value`; returns the value it replaces.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        match self.index.get(&key) {
-            Some(&at) => Some(std::mem::replace(&mut self.entries[at].1, value)),
-            None => {
-                self.index.insert(key, self.entries.len());
+        match self.index.entry(key) {
+            Entry::Occupied(at) => Some(std::mem::replace(&mut self.entries[*at.get()].1, value)),
+            Entry::Vacant(slot) => {
+                slot.insert(self.entries.len());
                 self.entries.push((key, value));
                 None
             }
