@@ -566,13 +566,12 @@ impl GroupNullifiers {
                     .map(|(n, input)| (*n, input.leaf.value))
                     .collect()
             }
-            None => {
-                let cert_id = payment.certificate.cert_id();
-                inputs
-                    .iter()
-                    .map(|input| (cert_id.token_nullifier(input.leaf.index), input.leaf.value))
-                    .collect()
-            }
+            None => payment
+                .nullifiers()
+                .into_iter()
+                .zip(inputs)
+                .map(|(n, input)| (n, input.leaf.value))
+                .collect(),
         }
     }
 }
