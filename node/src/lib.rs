@@ -18,3 +18,5 @@ pub mod restore;
 pub mod security;
 pub mod state_machine;
 pub mod storage;
+#[cfg(test)]
+mod test_support;

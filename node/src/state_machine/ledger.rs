@@ -683,33 +683,11 @@ fn retire_key(
 
 #[cfg(test)]
 mod tests {
-    use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
-    use spentledger_protocol::types::{Currency, IdText};
-
     use super::*;
-
-    fn id(text: &str) -> IdText {
-        IdText::new("test", text).expect("test ids are valid")
-    }
+    use crate::test_support::{id, wallet};
 
     fn payment(indices: &[u32]) -> Payment {
-        let issuer = Issuer::from_seed(id("bank"), [1; 32], 0, u64::MAX);
-        let seed = [7; 32];
-        let issued = issuer
-            .issue(
-                &IssuancePolicy::default(),
-                &IssuanceRequest {
-                    wallet_id: id("w"),
-                    device_key: Wallet::device_key_for(&seed),
-                    currency: Currency::new("c", "EUR").expect("EUR"),
-                    balance: 1_000,
-                    credit_line: 0,
-                    issued_at_ms: 1_000,
-                },
-            )
-            .expect("fundable");
-        let wallet = Wallet::new(seed, issued.certificate, issued.tokens).expect("matches");
-        wallet
+        wallet(7, 1_000)
             .sign_payment(indices, 1, &id("m"), [0; 32], 2_000)
             .expect("within limits")
     }

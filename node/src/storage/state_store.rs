@@ -861,12 +861,7 @@ impl From<StoreError> for io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
-    use spentledger_protocol::types::{Currency, IdText};
-
-    fn id(text: &str) -> IdText {
-        IdText::new("id", text).expect("short ASCII")
-    }
+    use crate::test_support::{id, wallet};
 
     #[test]
     fn the_memtable_bloom_is_small_and_still_selective() {
@@ -887,22 +882,7 @@ mod tests {
 
     /// `count` payments of one device, as the ledger would record them.
     fn accepted_payments(device: u8, count: u64) -> Vec<AcceptedPayment> {
-        let issuer = Issuer::from_seed(id("bank"), [9; 32], 0, u64::MAX);
-        let seed = [device; 32];
-        let issued = issuer
-            .issue(
-                &IssuancePolicy::default(),
-                &IssuanceRequest {
-                    wallet_id: id(&format!("w{device}")),
-                    device_key: Wallet::device_key_for(&seed),
-                    currency: Currency::new("c", "EUR").expect("EUR"),
-                    balance: 2_000,
-                    credit_line: 0,
-                    issued_at_ms: 1_000,
-                },
-            )
-            .expect("issue");
-        let mut wallet = Wallet::new(seed, issued.certificate, issued.tokens).expect("wallet");
+        let mut wallet = wallet(device, 2_000);
         (0..count)
             .map(|k| {
                 let payment = wallet
