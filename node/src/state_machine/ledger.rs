@@ -366,6 +366,10 @@ impl Ledger {
         nullifiers: &[(spentledger_protocol::Nullifier, u64)],
     ) -> Result<PaymentOutcome, StoreError> {
         let cert_id = record.state.cert_id;
+        // Written with the payment's record, always: apply's read-ahead
+        // takes a payment whose nullifiers are all unspent (under a
+        // certificate not settled) as unrecorded without reading its record
+        // (`read_ahead.rs`, `ReadAhead::proves_unrecorded`).
         for &(nullifier, _) in nullifiers {
             overlay.put_nullifier(nullifier, NullifierRecord { tx_id, held: false });
         }

@@ -252,7 +252,9 @@ impl<'a> Overlay<'a> {
     }
 
     /// Deletes a settled certificate's token nullifiers and counters; returns
-    /// how many records went.
+    /// how many records went. Only a settled certificate's: apply's
+    /// read-ahead relies on a recorded payment keeping its nullifiers until
+    /// its certificate settles (`ReadAhead::proves_unrecorded`).
     ///
     /// No index is kept for this: a certificate's nullifiers are derived
     /// from its id and token indices (`0..token_count`, at most 2^16), so

@@ -175,7 +175,26 @@ fn must_balance(w: &World, outcomes: &[CommandOutcome]) {
             "a counter of settled {cert_id} kept"
         );
     }
-    // 5. Every verdict of every payment is accounted for; duplicates name a real receipt.
+    // 5. A recorded payment leaves a trace: one of its nullifiers, or its certificate
+    // settled. Apply's read-ahead skips the receipt look-up of a payment without one
+    // (node/src/state_machine/read_ahead.rs), so a ledger change breaking this would
+    // turn retries into second acceptances.
+    for (tx, p) in &accepted {
+        let cert_id = p.certificate.cert_id();
+        let settled = w
+            .store
+            .certificates
+            .get(&cert_id)
+            .is_some_and(|r| r.state.settled);
+        assert!(
+            settled
+                || p.nullifiers()
+                    .iter()
+                    .any(|n| w.store.nullifiers.contains_key(n)),
+            "accepted {tx} left no nullifier and its certificate {cert_id} is not settled"
+        );
+    }
+    // 6. Every verdict of every payment is accounted for; duplicates name a real receipt.
     for o in outcomes {
         if let CommandOutcome::Submitted(ps) = o {
             for p in ps {
