@@ -2,6 +2,7 @@
 //! fsyncs) and the state machine's database (column families per record
 //! kind, one atomic write batch per apply, snapshot files, atomic install).
 
+mod accepted_record;
 mod background_work;
 mod close_signal;
 mod keys;

@@ -9,9 +9,10 @@ use rocksdb::{
 use spentledger_protocol::types::Revocation;
 use spentledger_protocol::{
     CertId, CertificateSettlement, CertificateState, CloneEvidence, DoubleSpendEvidence, IssuerKey,
-    Nullifier, Payment, Receipt, TxId, pb,
+    Nullifier, Payment, TxId, pb,
 };
 
+use super::accepted_record;
 use super::background_work;
 use super::io_err;
 use super::keys::{u64_from_key, u64_key};
@@ -371,7 +372,7 @@ impl StateStore {
         let sorted_accepted = writes.accepted.sorted();
         let accepted: Vec<Vec<u8>> = sorted_accepted
             .iter()
-            .map(|(_, a)| encode_accepted(a))
+            .map(|(_, a)| accepted_record::encode(a))
             .collect();
         let small_records = writes.nullifiers.len()
             + writes.counters.len()
@@ -569,86 +570,6 @@ fn decode_nullifier(v: &[u8]) -> Result<NullifierRecord, StoreError> {
     })
 }
 
-/// First byte of an accepted record in the compact format. Records of the
-/// first format start with a big-endian payment length, whose first byte is
-/// 0 for any payment under 16 MiB, so the two cannot be confused.
-const ACCEPTED_COMPACT: u8 = 2;
-/// Version byte, cert id, log index, stamp, flags.
-const ACCEPTED_HEADER_BYTES: usize = 1 + 32 + 8 + 8 + 4;
-
-/// An accepted payment without what is stored elsewhere or derivable: the
-/// certificate (in `cert_bodies`), the tx id (the key), the payee and
-/// amount (in the payment). About 270 bytes less per 2-input payment.
-fn encode_accepted(a: &AcceptedPayment) -> Vec<u8> {
-    let payment = a.payment.to_pb_without_certificate();
-    let r = &a.receipt;
-    let mut v = Vec::with_capacity(ACCEPTED_HEADER_BYTES + payment.encoded_len());
-    v.push(ACCEPTED_COMPACT);
-    v.extend_from_slice(&r.cert_id.0);
-    v.extend_from_slice(&r.log_index.to_be_bytes());
-    v.extend_from_slice(&r.settled_at_ms.to_be_bytes());
-    v.extend_from_slice(&r.flags.to_be_bytes());
-    payment
-        .encode(&mut v)
-        .expect("a Vec grows to fit the encoding");
-    v
-}
-
-/// Reads either format. The compact one needs the certificate body, which
-/// `commit` writes in the same batch as the first payment under it.
-fn decode_accepted(
-    tx_id: &TxId,
-    v: &[u8],
-    certificate_body: impl FnOnce(&CertId) -> Result<Option<Vec<u8>>, StoreError>,
-) -> Result<AcceptedPayment, StoreError> {
-    if v.first() != Some(&ACCEPTED_COMPACT) {
-        return decode_accepted_first_format(v);
-    }
-    if v.len() < ACCEPTED_HEADER_BYTES {
-        return Err(corrupt("accepted payment", "short record"));
-    }
-    let field = |from: usize, len: usize| &v[from..from + len];
-    let cert_id = CertId(field(1, 32).try_into().expect("32 bytes"));
-    let log_index = u64::from_be_bytes(field(33, 8).try_into().expect("8 bytes"));
-    let settled_at_ms = u64::from_be_bytes(field(41, 8).try_into().expect("8 bytes"));
-    let flags = u32::from_be_bytes(field(49, 4).try_into().expect("4 bytes"));
-    let mut wire = pb::Payment::decode(&v[ACCEPTED_HEADER_BYTES..])
-        .map_err(|e| corrupt("accepted payment", e))?;
-    let body = certificate_body(&cert_id)?
-        .ok_or_else(|| corrupt("accepted payment", "its certificate body is missing"))?;
-    wire.certificate = Some(
-        pb::OfflineCertificate::decode(body.as_slice()).map_err(|e| corrupt("certificate", e))?,
-    );
-    let payment = Payment::try_from(&wire).map_err(|e| corrupt("accepted payment", e))?;
-    let receipt = Receipt {
-        tx_id: *tx_id,
-        log_index,
-        settled_at_ms,
-        payee_id: payment.payee_id.clone(),
-        amount: payment.amount,
-        cert_id,
-        flags,
-    };
-    Ok(AcceptedPayment { payment, receipt })
-}
-
-/// The first format: payment length, whole payment, whole receipt.
-fn decode_accepted_first_format(v: &[u8]) -> Result<AcceptedPayment, StoreError> {
-    let len = v
-        .get(..4)
-        .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
-        .ok_or_else(|| corrupt("accepted payment", "short record"))?;
-    let payment_bytes = v
-        .get(4..4 + len)
-        .ok_or_else(|| corrupt("accepted payment", "short record"))?;
-    let receipt_bytes = &v[4 + len..];
-    let payment = decode_payment(payment_bytes)?;
-    let receipt = pb::Receipt::decode(receipt_bytes)
-        .map_err(|e| corrupt("receipt", e))
-        .and_then(|r| Receipt::try_from(&r).map_err(|e| corrupt("receipt", e)))?;
-    Ok(AcceptedPayment { payment, receipt })
-}
-
 fn decode_payment(v: &[u8]) -> Result<Payment, StoreError> {
     let wire = pb::Payment::decode(v).map_err(|e| corrupt("payment", e))?;
     Payment::try_from(&wire).map_err(|e| corrupt("payment", e))
@@ -730,7 +651,7 @@ fn decode_revocation(v: &[u8]) -> Result<Revocation, StoreError> {
 impl LedgerRead for StateStore {
     fn accepted(&self, tx_id: &TxId) -> Result<Option<AcceptedPayment>, StoreError> {
         self.get(CF_ACCEPTED, &tx_id.0)?
-            .map(|v| decode_accepted(tx_id, &v, |c| self.get(CF_CERT_BODIES, &c.0)))
+            .map(|v| accepted_record::decode(tx_id, &v, |c| self.get(CF_CERT_BODIES, &c.0)))
             .transpose()
     }
 
@@ -826,7 +747,7 @@ impl LedgerRead for StateStore {
 
     fn accepted_batch(&self, keys: &[TxId]) -> Result<Vec<Option<AcceptedPayment>>, StoreError> {
         self.get_batch(CF_ACCEPTED, keys.iter().map(|k| &k.0), |i, v| {
-            decode_accepted(&keys[i], v, |c| self.get(CF_CERT_BODIES, &c.0))
+            accepted_record::decode(&keys[i], v, |c| self.get(CF_CERT_BODIES, &c.0))
         })
     }
 
@@ -872,6 +793,7 @@ impl From<StoreError> for io::Error {
 mod tests {
     use super::*;
     use crate::test_support::{id, wallet};
+    use spentledger_protocol::Receipt;
 
     /// Each family's `memtable_prefix_bloom_size_ratio`, from the options
     /// file RocksDB writes when it opens a database in `dir`.
@@ -1060,8 +982,8 @@ mod tests {
             .sum();
         assert!(hashes > 0, "the test payment has Merkle paths");
         let (full, lean) = (
-            encode_accepted(&submitted[0]),
-            encode_accepted(&recorded[0]),
+            accepted_record::encode(&submitted[0]),
+            accepted_record::encode(&recorded[0]),
         );
         assert!(
             lean.len() + 32 * hashes <= full.len(),
@@ -1073,41 +995,40 @@ mod tests {
     }
 
     #[test]
-    fn records_of_the_first_format_still_read_and_a_missing_body_is_corruption() {
+    fn records_of_older_formats_still_read_through_the_store() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = StateStore::open(dir.path()).expect("open");
-        let a = &accepted_payments(3, 1)[0];
-        // The first format: payment length, whole payment, whole receipt.
-        let payment = pb::Payment::from(&a.payment).encode_to_vec();
-        let mut old = (payment.len() as u32).to_be_bytes().to_vec();
-        old.extend_from_slice(&payment);
-        old.extend_from_slice(&pb::Receipt::from(&a.receipt).encode_to_vec());
-        store
-            .db()
-            .put_cf(store.cf(CF_ACCEPTED), a.receipt.tx_id.0, &old)
-            .expect("put");
+        let payments = accepted_payments(3, 3);
+        // The packed format writes the certificate body the older formats'
+        // records below need (the compact one reads it from there too).
+        commit(&store, &payments[..1]);
+        for (a, old) in [
+            (
+                &payments[1],
+                accepted_record::older_formats::first(&payments[1]),
+            ),
+            (
+                &payments[2],
+                accepted_record::older_formats::compact(&payments[2]),
+            ),
+        ] {
+            store
+                .db()
+                .put_cf(store.cf(CF_ACCEPTED), a.receipt.tx_id.0, &old)
+                .expect("put");
+        }
+        for a in &payments {
+            assert_eq!(
+                store.accepted(&a.receipt.tx_id).expect("read").as_ref(),
+                Some(a)
+            );
+        }
+        let keys: Vec<TxId> = payments.iter().map(|a| a.receipt.tx_id).collect();
+        let batch = store.accepted_batch(&keys).expect("batch read");
         assert_eq!(
-            store.accepted(&a.receipt.tx_id).expect("read").as_ref(),
-            Some(a)
+            batch,
+            payments.iter().cloned().map(Some).collect::<Vec<_>>()
         );
-
-        let compact = encode_accepted(a);
-        store
-            .db()
-            .put_cf(store.cf(CF_ACCEPTED), a.receipt.tx_id.0, &compact)
-            .expect("put");
-        match store.accepted(&a.receipt.tx_id) {
-            Err(StoreError::Corrupt { detail, .. }) => {
-                assert!(detail.contains("certificate body"), "{detail}")
-            }
-            other => panic!("a record without its certificate body: {other:?}"),
-        }
-        for cut in [1, ACCEPTED_HEADER_BYTES - 1] {
-            assert!(matches!(
-                decode_accepted(&a.receipt.tx_id, &compact[..cut], |_| Ok(None)),
-                Err(StoreError::Corrupt { .. })
-            ));
-        }
     }
 
     /// Writes counters and certificate-index entries the way the first
