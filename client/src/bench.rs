@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
-use spentledger_protocol::types::{Currency, IdText};
+use spentledger_protocol::sim::{Funding, IssuancePolicy, Issuer};
+use spentledger_protocol::types::IdText;
 use spentledger_protocol::{Payment, Verdict, pb};
 
 use crate::encoded_batch::EncodedBatch;
@@ -406,21 +406,10 @@ pub fn generate(
                         let seed = seed_for("device", d as u64);
                         // One token of value 1 per input of each payment,
                         // plus spare: denominations split the limit.
-                        let issued = issuer
-                            .issue(
-                                &IssuancePolicy::default(),
-                                &IssuanceRequest {
-                                    wallet_id: id(&format!("bench-{d:07}")),
-                                    device_key: Wallet::device_key_for(&seed),
-                                    currency: Currency::new("c", "EUR")
-                                        .expect("EUR is a currency"),
-                                    balance: 50_000,
-                                    credit_line: 0,
-                                    issued_at_ms: issued_at,
-                                },
-                            )
-                            .map_err(|e| BenchError::Setup(e.to_string()))?;
-                        let wallet = Wallet::new(seed, issued.certificate, issued.tokens)
+                        let funding =
+                            Funding::eur(id(&format!("bench-{d:07}")), 50_000, issued_at);
+                        let wallet = issuer
+                            .fund_device(&IssuancePolicy::default(), seed, &funding)
                             .map_err(|e| BenchError::Setup(e.to_string()))?;
                         let tokens = wallet.tokens().len();
                         for k in 0..per_device {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
-use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
-use spentledger_protocol::types::{Currency, IdText};
+use spentledger_protocol::sim::{Funding, IssuancePolicy, Issuer, Wallet};
+use spentledger_protocol::types::IdText;
 use spentledger_protocol::{Payment, Verdict, pb};
 
 use crate::gateway::{Gateway, GatewayConfig, PaymentVerdict};
@@ -244,20 +244,10 @@ fn build_workload(options: &DemoOptions, issuer: &Issuer) -> Result<Workload, De
     let mut slot = 0usize;
     for d in 0..options.devices {
         let seed = entropy("device", d as u64);
-        let issued = issuer
-            .issue(
-                &policy,
-                &IssuanceRequest {
-                    wallet_id: id(&format!("wallet-{d:06}")),
-                    device_key: Wallet::device_key_for(&seed),
-                    currency: Currency::new("c", "EUR").expect("EUR is a valid currency"),
-                    balance: 20_000,
-                    credit_line: 5_000,
-                    issued_at_ms,
-                },
-            )
-            .map_err(|e| DemoError::Issue(e.to_string()))?;
-        let mut wallet = Wallet::new(seed, issued.certificate, issued.tokens)
+        let funding = Funding::eur(id(&format!("wallet-{d:06}")), 20_000, issued_at_ms)
+            .with_credit_line(5_000);
+        let mut wallet = issuer
+            .fund_device(&policy, seed, &funding)
             .map_err(|e| DemoError::Issue(e.to_string()))?;
         let mut made: Vec<Payment> = Vec::new();
         for k in 0..options.payments_per_device {
@@ -774,20 +764,9 @@ async fn expiring_devices(
     let mut payments = Vec::new();
     for n in 0..2u64 {
         let seed = entropy("expiring-device", n);
-        let issued = issuer
-            .issue(
-                &policy,
-                &IssuanceRequest {
-                    wallet_id: id(&format!("wallet-expiring-{n}")),
-                    device_key: Wallet::device_key_for(&seed),
-                    currency: Currency::new("c", "EUR").expect("EUR is a valid currency"),
-                    balance: 3_000,
-                    credit_line: 0,
-                    issued_at_ms: now_ms(),
-                },
-            )
-            .map_err(|e| DemoError::Issue(e.to_string()))?;
-        let mut wallet = Wallet::new(seed, issued.certificate, issued.tokens)
+        let funding = Funding::eur(id(&format!("wallet-expiring-{n}")), 3_000, now_ms());
+        let mut wallet = issuer
+            .fund_device(&policy, seed, &funding)
             .map_err(|e| DemoError::Issue(e.to_string()))?;
         for (k, amount) in [250u64, 1_000].into_iter().enumerate() {
             payments.push(

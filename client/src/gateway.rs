@@ -237,8 +237,8 @@ impl Gateway {
         issuer: &spentledger_protocol::sim::Issuer,
         timeout: Duration,
     ) -> Result<(), GatewayError> {
-        use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Wallet};
-        use spentledger_protocol::types::{Currency, IdText};
+        use spentledger_protocol::sim::{Funding, IssuancePolicy};
+        use spentledger_protocol::types::IdText;
         let probe_error = |e: String| GatewayError::Probe(e);
         let key_id = issuer.issuer_key().key_id;
         let mut seed = *blake3::Hasher::new_derive_key("spentledger gateway probe device")
@@ -251,20 +251,9 @@ impl Gateway {
         // A fresh probe device per call, so a probe never double-spends.
         seed[..8].copy_from_slice(&now_ms.to_le_bytes());
         let probe_id = IdText::new("wallet_id", "gateway-probe").expect("a valid id");
-        let issued = issuer
-            .issue(
-                &IssuancePolicy::default(),
-                &IssuanceRequest {
-                    wallet_id: probe_id.clone(),
-                    device_key: Wallet::device_key_for(&seed),
-                    currency: Currency::new("currency", "EUR").expect("a valid currency"),
-                    balance: 1,
-                    credit_line: 0,
-                    issued_at_ms: now_ms.saturating_sub(60_000),
-                },
-            )
-            .map_err(|e| probe_error(e.to_string()))?;
-        let payment = Wallet::new(seed, issued.certificate, issued.tokens)
+        let funding = Funding::eur(probe_id.clone(), 1, now_ms.saturating_sub(60_000));
+        let payment = issuer
+            .fund_device(&IssuancePolicy::default(), seed, &funding)
             .map_err(|e| probe_error(e.to_string()))?
             .pay(1, &probe_id, seed, now_ms)
             .map_err(|e| probe_error(e.to_string()))?;

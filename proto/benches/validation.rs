@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
-use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
-use spentledger_protocol::types::{Currency, IdText};
+use spentledger_protocol::sim::{Funding, IssuancePolicy, Issuer, Wallet};
+use spentledger_protocol::types::IdText;
 use spentledger_protocol::{Payment, ValidationContext, ValidationMode, Validator};
 
 const T0_MS: u64 = 1_767_225_600_000;
@@ -32,16 +32,13 @@ fn payments(issuer: &Issuer, inputs: usize) -> Vec<Payment> {
         .map(|d| {
             let mut seed = [0u8; 32];
             seed[..8].copy_from_slice(&(d as u64 + 1).to_le_bytes());
-            let request = IssuanceRequest {
-                wallet_id: id(&format!("w{d}")),
-                device_key: Wallet::device_key_for(&seed),
-                currency: Currency::new("c", "EUR").expect("EUR"),
-                balance: 64,
-                credit_line: 0,
-                issued_at_ms: T0_MS,
-            };
-            let issued = issuer.issue(&policy, &request).expect("fundable");
-            Wallet::new(seed, issued.certificate, issued.tokens).expect("matches")
+            issuer
+                .fund_device(
+                    &policy,
+                    seed,
+                    &Funding::eur(id(&format!("w{d}")), 64, T0_MS),
+                )
+                .expect("fundable")
         })
         .collect();
     let indices: Vec<u32> = (0..inputs as u32).collect();

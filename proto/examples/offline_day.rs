@@ -12,10 +12,8 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use spentledger_protocol::sim::{
-    IssuancePolicy, IssuanceRequest, Issuer, MerchantTerminal, Wallet,
-};
-use spentledger_protocol::types::{Currency, IdText};
+use spentledger_protocol::sim::{Funding, IssuancePolicy, Issuer, MerchantTerminal, Wallet};
+use spentledger_protocol::types::IdText;
 use spentledger_protocol::{
     Nullifier, Payment, TxId, ValidationContext, ValidationMode, Validator,
 };
@@ -54,19 +52,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let policy = IssuancePolicy::default();
     let mut wallets: Vec<Wallet> = (0..devices as u64)
         .map(|d| {
-            let seed = entropy("device", d);
-            let request = IssuanceRequest {
-                wallet_id: id(&format!("wallet-{d:06}")),
-                device_key: Wallet::device_key_for(&seed),
-                currency: Currency::new("currency", "EUR").expect("EUR"),
-                balance: 5_000 + (d % 7) * 3_000,
-                credit_line: 2_000,
-                issued_at_ms: T0_MS,
-            };
-            let issued = issuer
-                .issue(&policy, &request)
-                .expect("policy funds every device");
-            Wallet::new(seed, issued.certificate, issued.tokens).expect("issued tokens match")
+            let balance = 5_000 + (d % 7) * 3_000;
+            let funding =
+                Funding::eur(id(&format!("wallet-{d:06}")), balance, T0_MS).with_credit_line(2_000);
+            issuer
+                .fund_device(&policy, entropy("device", d), &funding)
+                .expect("policy funds every device")
         })
         .collect();
     let funded: u64 = wallets.iter().map(|w| w.certificate().total_value).sum();

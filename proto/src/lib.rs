@@ -26,6 +26,8 @@
 //!     issued_at_ms: t0,
 //! })?;
 //! let mut wallet = Wallet::new(device_seed, issued.certificate, issued.tokens)?;
+//! // Both steps at once, where a simulation holds the device's seed:
+//! // issuer.fund_device(&policy, device_seed, &Funding::eur(wallet_id, 10_000, t0))
 //!
 //! // Offline: the terminal issues a challenge, the device pays, the terminal verifies.
 //! let keys = vec![issuer.issuer_key()];

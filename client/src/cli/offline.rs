@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
-use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
+use spentledger_protocol::sim::{Funding, IssuancePolicy, Issuer};
 use spentledger_protocol::types::{Currency, IdText};
 use spentledger_protocol::{CertId, Payment, ValidationContext, pb};
 
@@ -203,21 +203,17 @@ pub async fn issuer(command: &IssuerCommand, cli: &Cli, out: &Output) -> Result<
         } => {
             let issuer: Issuer = IssuerKeyFile::load(key)?;
             let seed = random_32()?;
-            let issued = issuer
-                .issue(
-                    &IssuancePolicy::default(),
-                    &IssuanceRequest {
-                        wallet_id: id_text("wallet_id", wallet_id)?,
-                        device_key: Wallet::device_key_for(&seed),
-                        currency: Currency::new("currency", currency)
-                            .map_err(|e| CliError::Usage(e.to_string()))?,
-                        balance: *balance,
-                        credit_line: *credit_line,
-                        issued_at_ms: now_ms(),
-                    },
-                )
-                .map_err(|e| CliError::Usage(e.to_string()))?;
-            let wallet = Wallet::new(seed, issued.certificate, issued.tokens)
+            let currency =
+                Currency::new("currency", currency).map_err(|e| CliError::Usage(e.to_string()))?;
+            let funding = Funding::new(
+                id_text("wallet_id", wallet_id)?,
+                currency,
+                *balance,
+                now_ms(),
+            )
+            .with_credit_line(*credit_line);
+            let wallet = issuer
+                .fund_device(&IssuancePolicy::default(), seed, &funding)
                 .map_err(|e| CliError::Usage(e.to_string()))?;
             DeviceFile::from_wallet(seed, &wallet).save(path)?;
             let cert = wallet.certificate();

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use spentledger_client::gateway::{Gateway, GatewayConfig, GatewayError};
 use spentledger_client::local_cluster::LocalCluster;
-use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
-use spentledger_protocol::types::{Currency, IdText};
+use spentledger_protocol::sim::{Funding, IssuancePolicy, Issuer};
+use spentledger_protocol::types::IdText;
 use spentledger_protocol::{Payment, Verdict, pb};
 
 const CLI: &str = env!("CARGO_BIN_EXE_spentledger");
@@ -138,21 +138,13 @@ fn payments(issuer: &Issuer, devices: std::ops::Range<u32>) -> Vec<Payment> {
         .map(|d| {
             let mut seed = [0u8; 32];
             seed[..4].copy_from_slice(&d.to_le_bytes());
-            let issued = issuer
-                .issue(
+            issuer
+                .fund_device(
                     &IssuancePolicy::default(),
-                    &IssuanceRequest {
-                        wallet_id: id(&format!("w{d}")),
-                        device_key: Wallet::device_key_for(&seed),
-                        currency: Currency::new("c", "EUR").expect("EUR"),
-                        balance: 1_000,
-                        credit_line: 0,
-                        issued_at_ms: now_ms() - 60_000,
-                    },
+                    seed,
+                    &Funding::eur(id(&format!("w{d}")), 1_000, now_ms() - 60_000),
                 )
-                .expect("issue");
-            Wallet::new(seed, issued.certificate, issued.tokens)
-                .expect("wallet")
+                .expect("issue")
                 .pay(10, &id("m"), [7; 32], now_ms())
                 .expect("pay")
         })

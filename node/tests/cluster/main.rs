@@ -16,8 +16,8 @@ use spentledger_node::network::ClusterId;
 use spentledger_node::network::fault_layer::FaultNetwork;
 use spentledger_node::security::NodeTls;
 use spentledger_node::state_machine::{CommandOutcome, LedgerConfig, PaymentOutcome};
-use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
-use spentledger_protocol::types::{Currency, IdText};
+use spentledger_protocol::sim::{Funding, IssuancePolicy, Issuer, Wallet};
+use spentledger_protocol::types::IdText;
 use spentledger_protocol::{Payment, Verdict, pb};
 use tokio::net::TcpListener;
 
@@ -333,21 +333,13 @@ fn now_ms() -> u64 {
 }
 
 fn wallet_issued_at(n: u8, issued_at_ms: u64) -> Wallet {
-    let seed = [n; 32];
-    let issued = issuer()
-        .issue(
+    issuer()
+        .fund_device(
             &IssuancePolicy::default(),
-            &IssuanceRequest {
-                wallet_id: id(&format!("w{n}")),
-                device_key: Wallet::device_key_for(&seed),
-                currency: Currency::new("c", "EUR").expect("EUR"),
-                balance: 3_000,
-                credit_line: 0,
-                issued_at_ms,
-            },
+            [n; 32],
+            &Funding::eur(id(&format!("w{n}")), 3_000, issued_at_ms),
         )
-        .expect("issue");
-    Wallet::new(seed, issued.certificate, issued.tokens).expect("wallet")
+        .expect("issue")
 }
 
 fn register_key() -> pb::command::Kind {

@@ -155,21 +155,10 @@ fn issuer_keys_register_conflict_and_retire() {
     must_accept(&w.must_submit_one(&p));
     eprintln!("--- a certificate issued after the retirement is refused");
     let later = {
-        let seed = [0x55; 32];
-        let request = spentledger_protocol::sim::IssuanceRequest {
-            wallet_id: id("late"),
-            device_key: spentledger_protocol::sim::Wallet::device_key_for(&seed),
-            currency: spentledger_protocol::types::Currency::new("c", "EUR").expect("EUR"),
-            balance: 100,
-            credit_line: 0,
-            issued_at_ms: T0_MS + 2_000,
-        };
-        let issued = issuer()
-            .issue(&Default::default(), &request)
+        let funding = spentledger_protocol::sim::Funding::eur(id("late"), 100, T0_MS + 2_000);
+        let mut wallet = issuer()
+            .fund_device(&Default::default(), [0x55; 32], &funding)
             .expect("issue");
-        let mut wallet =
-            spentledger_protocol::sim::Wallet::new(seed, issued.certificate, issued.tokens)
-                .expect("wallet");
         wallet
             .pay(10, &id("m"), [1; 32], T0_MS + 600_000)
             .expect("pay")

@@ -6,8 +6,8 @@ use spentledger_node::state_machine::{
     CommandOutcome, Ledger, LedgerConfig, Overlay, PaymentOutcome, Prechecked, StateDigest,
     StoreError,
 };
-use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
-use spentledger_protocol::types::{Currency, IdText, RevocationReason};
+use spentledger_protocol::sim::{Funding, IssuancePolicy, Issuer, Wallet};
+use spentledger_protocol::types::{IdText, RevocationReason};
 use spentledger_protocol::{CertId, OfflineCertificate, Payment, pb};
 
 pub const T0_MS: u64 = 1_767_225_600_000;
@@ -28,19 +28,13 @@ pub fn issuer() -> Issuer {
 }
 
 pub fn wallet(device: u8, balance: u64) -> Wallet {
-    let seed = [device.wrapping_add(0x40); 32];
-    let request = IssuanceRequest {
-        wallet_id: id(&format!("wallet-{device}")),
-        device_key: Wallet::device_key_for(&seed),
-        currency: Currency::new("currency", "EUR").expect("EUR"),
-        balance,
-        credit_line: 0,
-        issued_at_ms: T0_MS,
-    };
-    let issued = issuer()
-        .issue(&IssuancePolicy::default(), &request)
-        .expect("fundable");
-    Wallet::new(seed, issued.certificate, issued.tokens).expect("matching tokens")
+    issuer()
+        .fund_device(
+            &IssuancePolicy::default(),
+            [device.wrapping_add(0x40); 32],
+            &Funding::eur(id(&format!("wallet-{device}")), balance, T0_MS),
+        )
+        .expect("fundable")
 }
 
 pub fn command(stamp_ms: u64, kind: pb::command::Kind) -> pb::Command {

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
-use spentledger_protocol::types::{Currency, IdText};
+use spentledger_protocol::sim::{Funding, IssuancePolicy, Issuer, Wallet};
+use spentledger_protocol::types::IdText;
 use spentledger_protocol::{Payment, pb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_spentledger-node");
@@ -145,20 +145,13 @@ fn test_wallet(issuer: &Issuer, n: u8, balance: u64) -> Wallet {
 
 /// A wallet of device `seed`, wallet id `wallet_id`, issued a minute ago.
 fn wallet_from_seed(issuer: &Issuer, seed: [u8; 32], wallet_id: &str, balance: u64) -> Wallet {
-    let issued = issuer
-        .issue(
+    issuer
+        .fund_device(
             &IssuancePolicy::default(),
-            &IssuanceRequest {
-                wallet_id: id(wallet_id),
-                device_key: Wallet::device_key_for(&seed),
-                currency: Currency::new("c", "EUR").expect("EUR"),
-                balance,
-                credit_line: 0,
-                issued_at_ms: now_ms() - 60_000,
-            },
+            seed,
+            &Funding::eur(id(wallet_id), balance, now_ms() - 60_000),
         )
-        .expect("issue");
-    Wallet::new(seed, issued.certificate, issued.tokens).expect("wallet")
+        .expect("issue")
 }
 
 /// Submits one batch as a gateway does: tries the nodes in turn, and

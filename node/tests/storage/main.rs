@@ -17,8 +17,8 @@ use spentledger_node::consensus::{
 };
 use spentledger_node::state_machine::{CounterKey, Ledger, LedgerConfig, LedgerRead};
 use spentledger_node::storage::LogStore;
-use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
-use spentledger_protocol::types::{Currency, IdText};
+use spentledger_protocol::sim::{Funding, IssuancePolicy, Issuer, Wallet};
+use spentledger_protocol::types::IdText;
 use spentledger_protocol::{CertId, Payment, TxId, pb};
 use tempfile::TempDir;
 
@@ -154,21 +154,13 @@ fn issuer() -> Issuer {
 }
 
 fn wallet(n: u8) -> Wallet {
-    let seed = [n; 32];
-    let issued = issuer()
-        .issue(
+    issuer()
+        .fund_device(
             &IssuancePolicy::default(),
-            &IssuanceRequest {
-                wallet_id: id(&format!("w{n}")),
-                device_key: Wallet::device_key_for(&seed),
-                currency: Currency::new("c", "EUR").expect("EUR"),
-                balance: 2_000,
-                credit_line: 0,
-                issued_at_ms: T0_MS,
-            },
+            [n; 32],
+            &Funding::eur(id(&format!("w{n}")), 2_000, T0_MS),
         )
-        .expect("issue");
-    Wallet::new(seed, issued.certificate, issued.tokens).expect("wallet")
+        .expect("issue")
 }
 
 fn normal(index: u64, command: pb::command::Kind) -> Entry {

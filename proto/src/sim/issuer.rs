@@ -1,5 +1,6 @@
 use ed25519_dalek::{Signer, SigningKey};
 
+use super::Wallet;
 use crate::merkle::{MerkleError, MerkleTree};
 use crate::types::{Currency, IdText, IssuerKey, OfflineCertificate, TokenLeaf};
 
@@ -45,6 +46,56 @@ pub struct IssuanceRequest {
     pub balance: u64,
     pub credit_line: u64,
     pub issued_at_ms: u64,
+}
+
+/// A funding in a simulation, where the device's secret key is at hand:
+/// everything an [`IssuanceRequest`] holds but the device key, which
+/// [`Issuer::fund_device`] derives from the device's seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Funding {
+    pub wallet_id: IdText,
+    pub currency: Currency,
+    pub balance: u64,
+    pub credit_line: u64,
+    pub issued_at_ms: u64,
+}
+
+impl Funding {
+    /// `balance` in `currency`, no credit line, issued at `issued_at_ms`.
+    pub fn new(wallet_id: IdText, currency: Currency, balance: u64, issued_at_ms: u64) -> Self {
+        Funding {
+            wallet_id,
+            currency,
+            balance,
+            credit_line: 0,
+            issued_at_ms,
+        }
+    }
+
+    /// The simulations' usual funding: `balance` euros, no credit line.
+    pub fn eur(wallet_id: IdText, balance: u64, issued_at_ms: u64) -> Self {
+        let eur = Currency::new("currency", "EUR").expect("EUR is a currency code");
+        Funding::new(wallet_id, eur, balance, issued_at_ms)
+    }
+
+    pub fn with_credit_line(self, credit_line: u64) -> Self {
+        Funding {
+            credit_line,
+            ..self
+        }
+    }
+
+    /// The request the device with `device_key` sends for this funding.
+    pub fn request(&self, device_key: [u8; 32]) -> IssuanceRequest {
+        IssuanceRequest {
+            wallet_id: self.wallet_id.clone(),
+            device_key,
+            currency: self.currency,
+            balance: self.balance,
+            credit_line: self.credit_line,
+            issued_at_ms: self.issued_at_ms,
+        }
+    }
 }
 
 /// A signed certificate and the token leaves the device needs to spend it.
@@ -193,6 +244,23 @@ impl Issuer {
             certificate,
             tokens,
         })
+    }
+
+    /// Funds the device whose secret key is `device_seed` and returns its
+    /// wallet: both sides of an issuance in one call, for simulations,
+    /// tests and benchmarks, which hold the device's seed.
+    pub fn fund_device(
+        &self,
+        policy: &IssuancePolicy,
+        device_seed: [u8; 32],
+        funding: &Funding,
+    ) -> Result<Wallet, IssuanceError> {
+        let issued = self.issue(
+            policy,
+            &funding.request(Wallet::device_key_for(&device_seed)),
+        )?;
+        Ok(Wallet::new(device_seed, issued.certificate, issued.tokens)
+            .expect("an issuer's certificate matches the tokens and device key it was made from"))
     }
 
     /// Signs (or re-signs) a certificate body with this issuer's key.

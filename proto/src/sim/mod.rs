@@ -7,6 +7,8 @@ mod issuer;
 mod merchant;
 mod wallet;
 
-pub use issuer::{IssuanceError, IssuancePolicy, IssuanceRequest, IssuedCertificate, Issuer};
+pub use issuer::{
+    Funding, IssuanceError, IssuancePolicy, IssuanceRequest, IssuedCertificate, Issuer,
+};
 pub use merchant::{MerchantRejection, MerchantTerminal};
 pub use wallet::{Wallet, WalletError};

@@ -2,7 +2,7 @@
 
 use ed25519_dalek::{Signer, SigningKey};
 use spentledger_protocol::merkle::MerkleTree;
-use spentledger_protocol::sim::{IssuancePolicy, IssuanceRequest, Issuer, Wallet};
+use spentledger_protocol::sim::{Funding, IssuancePolicy, Issuer, Wallet};
 use spentledger_protocol::types::{Currency, IdText};
 use spentledger_protocol::{IssuerKey, OfflineCertificate, Payment, PaymentInput, TokenLeaf};
 
@@ -39,19 +39,10 @@ pub fn device_seed(n: u8) -> [u8; 32] {
 
 /// A device funded with `balance` at T0 under the default policy.
 pub fn funded_wallet(device: u8, balance: u64) -> Wallet {
-    let seed = device_seed(device);
-    let request = IssuanceRequest {
-        wallet_id: id(&format!("wallet-{device}")),
-        device_key: Wallet::device_key_for(&seed),
-        currency: eur(),
-        balance,
-        credit_line: 0,
-        issued_at_ms: T0_MS,
-    };
-    let issued = issuer()
-        .issue(&IssuancePolicy::default(), &request)
-        .expect("default policy funds a positive balance");
-    Wallet::new(seed, issued.certificate, issued.tokens).expect("freshly issued tokens match")
+    let funding = Funding::new(id(&format!("wallet-{device}")), eur(), balance, T0_MS);
+    issuer()
+        .fund_device(&IssuancePolicy::default(), device_seed(device), &funding)
+        .expect("default policy funds a positive balance")
 }
 
 /// A certificate over arbitrary token values (possibly ones no honest issuer

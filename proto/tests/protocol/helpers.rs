@@ -1,8 +1,8 @@
 //! Issuer, wallet and merchant helpers, and offline checking of evidence.
 
 use spentledger_protocol::sim::{
-    IssuanceError, IssuancePolicy, IssuanceRequest, Issuer, MerchantRejection, MerchantTerminal,
-    Wallet, WalletError,
+    Funding, IssuanceError, IssuancePolicy, IssuanceRequest, Issuer, MerchantRejection,
+    MerchantTerminal, Wallet, WalletError,
 };
 use spentledger_protocol::types::EvidenceError;
 use spentledger_protocol::{
@@ -40,6 +40,37 @@ fn the_offline_limit_is_balance_plus_credit_capped_by_policy() {
         issuer().issue(&policy, &request(0, 0)),
         Err(IssuanceError::NothingToFund)
     );
+}
+
+#[test]
+fn funding_a_device_issues_what_the_request_would_and_hands_the_device_its_wallet() {
+    let policy = IssuancePolicy::default();
+    let funding = Funding::new(id("wallet-x"), eur(), 1_000, T0_MS).with_credit_line(250);
+    assert_eq!(
+        funding.request(Wallet::device_key_for(&device_seed(7))),
+        request(1_000, 250)
+    );
+    let wallet = issuer()
+        .fund_device(&policy, device_seed(7), &funding)
+        .expect("fundable");
+    let issued = issuer()
+        .issue(&policy, &request(1_000, 250))
+        .expect("fundable");
+    assert_eq!(wallet.certificate(), &issued.certificate);
+    assert_eq!(wallet.tokens(), issued.tokens.as_slice());
+    assert_eq!(
+        Funding::eur(id("wallet-x"), 1_000, T0_MS).currency,
+        eur(),
+        "the simulations' currency"
+    );
+    assert!(matches!(
+        issuer().fund_device(
+            &policy,
+            device_seed(7),
+            &Funding::new(id("w"), eur(), 0, T0_MS)
+        ),
+        Err(IssuanceError::NothingToFund)
+    ));
 }
 
 #[test]
