@@ -184,14 +184,22 @@ fn certificate(
     cert_id: &CertId,
     certificate_body: impl FnOnce(&CertId) -> Result<Option<Vec<u8>>, StoreError>,
 ) -> Result<OfflineCertificate, StoreError> {
+    let wire = certificate_wire(cert_id, certificate_body)?;
+    OfflineCertificate::try_from(&wire).map_err(|e| StoreError::Corrupt {
+        what: "certificate",
+        detail: e.to_string(),
+    })
+}
+
+/// The stored certificate body, decoded as protobuf only (the compact
+/// format checks it with the whole payment).
+fn certificate_wire(
+    cert_id: &CertId,
+    certificate_body: impl FnOnce(&CertId) -> Result<Option<Vec<u8>>, StoreError>,
+) -> Result<pb::OfflineCertificate, StoreError> {
     let body =
         certificate_body(cert_id)?.ok_or_else(|| corrupt("its certificate body is missing"))?;
-    let wire =
-        pb::OfflineCertificate::decode(body.as_slice()).map_err(|e| StoreError::Corrupt {
-            what: "certificate",
-            detail: e.to_string(),
-        })?;
-    OfflineCertificate::try_from(&wire).map_err(|e| StoreError::Corrupt {
+    pb::OfflineCertificate::decode(body.as_slice()).map_err(|e| StoreError::Corrupt {
         what: "certificate",
         detail: e.to_string(),
     })
@@ -232,7 +240,7 @@ fn decode_compact(
     let settled_at_ms = u64::from_be_bytes(field(41, 8).try_into().expect("8 bytes"));
     let flags = u32::from_be_bytes(field(49, 4).try_into().expect("4 bytes"));
     let mut wire = pb::Payment::decode(&v[COMPACT_HEADER_BYTES..]).map_err(corrupt)?;
-    wire.certificate = Some((&certificate(&cert_id, certificate_body)?).into());
+    wire.certificate = Some(certificate_wire(&cert_id, certificate_body)?);
     let payment = Payment::try_from(&wire).map_err(corrupt)?;
     Ok(AcceptedPayment {
         receipt: receipt(tx_id, &payment, cert_id, log_index, settled_at_ms, flags),
