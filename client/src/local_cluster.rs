@@ -30,6 +30,11 @@ pub enum ClusterError {
     NotReady { node: u64, waited_ms: u64 },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsSetupError),
+    #[error(
+        "the cluster in {dir} is stopped; `spentledger cluster up --dir {dir}` starts it again",
+        dir = .0.display()
+    )]
+    Stopped(PathBuf),
 }
 
 /// Finds `spentledger-node`: an explicit path, else next to this program.
@@ -97,6 +102,10 @@ pub struct Manifest {
     /// The certificates directory when the nodes serve TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certs_dir: Option<PathBuf>,
+    /// `cluster down` stopped the nodes; the addresses are kept, since the
+    /// nodes' stored membership names them: `cluster up` restarts there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -108,6 +117,8 @@ pub struct ManifestNode {
 }
 
 pub const MANIFEST_FILE: &str = "cluster.json";
+/// The issuer keys a local cluster was founded with, in its directory.
+const GENESIS_KEYS_FILE: &str = "genesis-issuer-keys.json";
 
 fn alive(pid: u32) -> bool {
     // A zombie still has /proc/<pid>; its state letter is Z.
@@ -119,6 +130,14 @@ fn alive(pid: u32) -> bool {
                 != Some("Z")
         })
         .unwrap_or(false)
+}
+
+/// Whether `pid` is a live process of our node binary (pids are reused).
+fn running_node(pid: u32) -> bool {
+    alive(pid)
+        && std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains("spentledger-node"))
+            .unwrap_or(false)
 }
 
 impl Manifest {
@@ -141,6 +160,28 @@ impl Manifest {
         })
     }
 
+    /// The manifest of a cluster that is up (not stopped by `cluster down`),
+    /// for commands that talk to its nodes.
+    pub fn load_running(dir: &Path) -> Result<Manifest, ClusterError> {
+        let manifest = Manifest::load(dir)?;
+        if manifest.stopped {
+            return Err(ClusterError::Stopped(dir.to_owned()));
+        }
+        Ok(manifest)
+    }
+
+    /// Writes this manifest to `dir`.
+    pub fn save(&self, dir: &Path) -> Result<(), ClusterError> {
+        let text = serde_json::to_string_pretty(self).expect("the manifest serializes");
+        std::fs::write(dir.join(MANIFEST_FILE), text)?;
+        Ok(())
+    }
+
+    /// Whether any of its node processes still runs.
+    pub fn any_running(&self) -> bool {
+        self.nodes.iter().any(|n| running_node(n.pid))
+    }
+
     pub fn endpoints(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.addr.to_string()).collect()
     }
@@ -153,12 +194,7 @@ impl Manifest {
             .nodes
             .iter()
             .map(|n| n.pid)
-            .filter(|pid| {
-                alive(*pid)
-                    && std::fs::read(format!("/proc/{pid}/cmdline"))
-                        .map(|c| String::from_utf8_lossy(&c).contains("spentledger-node"))
-                        .unwrap_or(false)
-            })
+            .filter(|pid| running_node(*pid))
             .collect();
         for pid in &ours {
             let _ = Command::new("kill")
@@ -226,6 +262,32 @@ impl LocalCluster {
         Self::launch(node_bin, dir, size, genesis_keys_json, true, tls)
     }
 
+    /// Starts again, detached, the nodes of a cluster `cluster down` stopped
+    /// in `dir`: on the addresses its manifest records (the nodes' stored
+    /// membership names them; new ports would leave each node calling its
+    /// peers where nobody listens), with its TLS certificates, and with the
+    /// genesis file it was founded with (an initialised node skips the
+    /// bootstrap). Follow with [`LocalCluster::detach`].
+    pub fn restart_detached(
+        node_bin: PathBuf,
+        dir: &Path,
+        manifest: &Manifest,
+    ) -> Result<Self, ClusterError> {
+        let tls = manifest
+            .certs_dir
+            .as_deref()
+            .map(RoleIdentities::from_dir)
+            .transpose()
+            .map_err(ClusterError::Tls)?;
+        let size = manifest.nodes.len();
+        if !(1..=9).contains(&size) {
+            return Err(ClusterError::BadSize(size));
+        }
+        let addrs = manifest.nodes.iter().map(|n| n.addr).collect();
+        let metrics_addrs = manifest.nodes.iter().map(|n| n.metrics_addr).collect();
+        Self::spawn_all(node_bin, dir, (addrs, metrics_addrs), true, tls)
+    }
+
     fn launch(
         node_bin: PathBuf,
         dir: &Path,
@@ -238,23 +300,36 @@ impl LocalCluster {
             return Err(ClusterError::BadSize(size));
         }
         std::fs::create_dir_all(dir)?;
-        let genesis_keys = dir.join("genesis-issuer-keys.json");
-        std::fs::write(&genesis_keys, genesis_keys_json)?;
+        std::fs::write(dir.join(GENESIS_KEYS_FILE), genesis_keys_json)?;
+        let reserve = || {
+            (0..size)
+                .map(|_| crate::ports::reserve_loopback_addr())
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let addrs = (reserve()?, reserve()?);
+        Self::spawn_all(node_bin, dir, addrs, detached, tls)
+    }
+
+    /// Spawns one node per address pair (gRPC, metrics), numbered from 1,
+    /// with data under `dir`.
+    fn spawn_all(
+        node_bin: PathBuf,
+        dir: &Path,
+        (addrs, metrics_addrs): (Vec<SocketAddr>, Vec<SocketAddr>),
+        detached: bool,
+        tls: Option<RoleIdentities>,
+    ) -> Result<Self, ClusterError> {
         let mut cluster = LocalCluster {
             node_bin,
             dir: dir.to_owned(),
-            genesis_keys,
-            addrs: (0..size)
-                .map(|_| crate::ports::reserve_loopback_addr())
-                .collect::<Result<_, _>>()?,
-            metrics_addrs: (0..size)
-                .map(|_| crate::ports::reserve_loopback_addr())
-                .collect::<Result<_, _>>()?,
-            children: (0..size).map(|_| None).collect(),
+            genesis_keys: dir.join(GENESIS_KEYS_FILE),
+            children: addrs.iter().map(|_| None).collect(),
+            addrs,
+            metrics_addrs,
             detached,
             tls,
         };
-        for i in 0..size {
+        for i in 0..cluster.size() {
             cluster.spawn(i)?;
         }
         Ok(cluster)
@@ -278,9 +353,9 @@ impl LocalCluster {
         let manifest = Manifest {
             nodes,
             certs_dir: self.tls.as_ref().map(|t| t.dir.clone()),
+            stopped: false,
         };
-        let text = serde_json::to_string_pretty(&manifest).expect("the manifest serializes");
-        std::fs::write(self.dir.join(MANIFEST_FILE), text)?;
+        manifest.save(&self.dir)?;
         Ok(manifest)
     }
 

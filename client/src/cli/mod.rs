@@ -239,7 +239,7 @@ impl Cli {
             return Ok(self.endpoints.clone());
         }
         match &self.cluster_dir {
-            Some(dir) => Ok(crate::local_cluster::Manifest::load(dir)?.endpoints()),
+            Some(dir) => Ok(crate::local_cluster::Manifest::load_running(dir)?.endpoints()),
             None => Err(CliError::Usage(
                 "no cluster given: pass --endpoints host:port,... (or SPENTLEDGER_ENDPOINTS), or --cluster-dir".into(),
             )),

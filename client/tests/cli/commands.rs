@@ -29,6 +29,21 @@ fn must_run(dir: &Path, args: &[&str]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("spentledger {args:?} printed no JSON ({e}): {text}"))
 }
 
+/// The endpoints the cluster directory's manifest records, in node order.
+fn manifest_endpoints(dir: &Path) -> serde_json::Value {
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("cluster/cluster.json")).expect("the manifest"),
+    )
+    .expect("manifest JSON");
+    let addrs: Vec<&str> = manifest["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| n["addr"].as_str().expect("addr"))
+        .collect();
+    serde_json::Value::String(addrs.join(","))
+}
+
 /// Runs a command expected to fail; returns its stderr.
 fn must_fail(dir: &Path, args: &[&str]) -> String {
     let out = Command::new(CLI)
@@ -402,7 +417,43 @@ fn cli_issue_pay_verify_submit_catch_a_double_spend_settle_and_tear_down() {
     let left = processes_mentioning(&dir.join("cluster").display().to_string());
     assert!(left.is_empty(), "nodes left running: {left:?}");
     let err = must_fail(dir, &["status"]);
-    assert!(err.contains("cluster.json"), "{err}");
+    assert!(
+        err.contains("is stopped") && err.contains("cluster up"),
+        "{err}"
+    );
+
+    eprintln!("--- up again: the same nodes on the same addresses, with everything recorded");
+    let err = must_fail(dir, &["cluster", "up", "--dir", "cluster", "--nodes", "5"]);
+    assert!(err.contains("has 3 nodes"), "{err}");
+    let stopped_at = manifest_endpoints(dir);
+    let restarted = must_run(dir, &["cluster", "up", "--dir", "cluster"]);
+    assert_eq!(
+        restarted["endpoints"], stopped_at,
+        "the addresses the nodes' membership names"
+    );
+    let err = must_fail(dir, &["cluster", "up", "--dir", "cluster"]);
+    assert!(err.contains("already has a running cluster"), "{err}");
+    let retried = must_run(dir, &["submit", "p1.payment"]);
+    assert_eq!(retried["results"][0]["verdict"], "DUPLICATE");
+    assert_eq!(must_run(dir, &["payment", "get", &tx])["amount"], 120);
+    let after = must_run(dir, &["status"]);
+    let after_nodes = after["nodes"].as_array().expect("nodes");
+    assert_eq!(after_nodes.len(), 3, "{after}");
+    assert!(
+        after_nodes
+            .iter()
+            .all(|n| n["applied_index"].as_u64() >= nodes[0]["applied_index"].as_u64()),
+        "every node holds what it held before the restart: {after}"
+    );
+    let down = must_run(dir, &["cluster", "down", "--dir", "cluster"]);
+    assert_eq!(down["stopped"], 3);
+    let left = processes_mentioning(&dir.join("cluster").display().to_string());
+    assert!(left.is_empty(), "nodes left running: {left:?}");
+
+    eprintln!("--- node data without the record of its addresses is not started on new ones");
+    std::fs::remove_file(dir.join("cluster/cluster.json")).expect("remove the manifest");
+    let err = must_fail(dir, &["cluster", "up", "--dir", "cluster"]);
+    assert!(err.contains("holds node data"), "{err}");
 
     eprintln!("--- the node logs hold no key material and no payment bytes");
     let payment_hex = std::fs::read_to_string(dir.join("p1.payment")).expect("payment file");
