@@ -80,36 +80,9 @@ pub async fn run(
                     if genesis_issuer_keys.is_some() {
                         out.note("--genesis-issuer-keys ignored: a restarted cluster keeps the keys its state holds");
                     }
-                    out.note(&format!(
-                        "restarting the {} nodes of {} on their addresses",
-                        stopped.nodes.len(),
-                        dir.display()
-                    ));
-                    let mut cluster = LocalCluster::restart_detached(bin, dir, &stopped)?;
-                    for i in 0..cluster.size() {
-                        cluster.wait_ready(i, Duration::from_secs(60)).await?;
-                    }
-                    // A restarted node re-applies its log before it serves;
-                    // writes need a leader.
-                    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-                    while cluster.leader().await.is_none() {
-                        if std::time::Instant::now() > deadline {
-                            return Err(CliError::Usage(
-                                "the restarted nodes elected no leader within 30 s; see their node.log".into(),
-                            ));
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    cluster
+                    restart_cluster(dir, &stopped, bin, out).await?
                 }
                 None => {
-                    if dir.join("node-1").join("data").exists() {
-                        return Err(CliError::Usage(format!(
-                            "{} holds node data but no {} recording its nodes' addresses (stopped by an older version?); remove it, or give another directory, for a new cluster",
-                            dir.display(),
-                            crate::local_cluster::MANIFEST_FILE
-                        )));
-                    }
                     found_cluster(
                         dir,
                         *nodes,
@@ -206,8 +179,39 @@ fn restart_checks(
     Ok(())
 }
 
+/// Starts the stopped cluster of `dir` again and waits until it has a
+/// leader.
+async fn restart_cluster(
+    dir: &Path,
+    stopped: &Manifest,
+    bin: PathBuf,
+    out: &Output,
+) -> Result<LocalCluster, CliError> {
+    out.note(&format!(
+        "restarting the {} nodes of {} on their addresses",
+        stopped.nodes.len(),
+        dir.display()
+    ));
+    let mut cluster = LocalCluster::restart_detached(bin, dir, stopped)?;
+    for i in 0..cluster.size() {
+        cluster.wait_ready(i, Duration::from_secs(60)).await?;
+    }
+    // A restarted node re-applies its log before it serves; writes need a
+    // leader.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while cluster.leader().await.is_none() {
+        if std::time::Instant::now() > deadline {
+            return Err(CliError::Usage(
+                "the restarted nodes elected no leader within 30 s; see their node.log".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(cluster)
+}
+
 /// Founds a new cluster in `dir` and waits until every node applied the
-/// genesis entries.
+/// genesis entries. Refuses a directory that already holds node data.
 async fn found_cluster(
     dir: &Path,
     nodes: usize,
@@ -217,6 +221,13 @@ async fn found_cluster(
     certs_dir: Option<&Path>,
     out: &Output,
 ) -> Result<LocalCluster, CliError> {
+    if dir.join("node-1").join("data").exists() {
+        return Err(CliError::Usage(format!(
+            "{} holds node data but no {} recording its nodes' addresses (stopped by an older version?); remove it, or give another directory, for a new cluster",
+            dir.display(),
+            crate::local_cluster::MANIFEST_FILE
+        )));
+    }
     let (keys, key_count) = match genesis_issuer_keys {
         Some(path) => {
             // Checked here so a typo fails now, not in a node's log.
