@@ -3,6 +3,22 @@
 
 use spentledger_protocol::sim::{Funding, IssuancePolicy, Issuer, Wallet};
 use spentledger_protocol::types::IdText;
+use spentledger_protocol::{Payment, Receipt};
+
+use crate::state_machine::AcceptedPayment;
+
+/// `payment` as the ledger records it when accepted by the entry at
+/// `log_index` stamped `settled_at_ms` (paths and all, as given).
+pub fn accepted_as(
+    payment: Payment,
+    log_index: u64,
+    settled_at_ms: u64,
+    flags: u32,
+) -> AcceptedPayment {
+    let (tx_id, cert_id) = (payment.tx_id(), payment.certificate.cert_id());
+    let receipt = Receipt::of(&payment, tx_id, cert_id, log_index, settled_at_ms, flags);
+    AcceptedPayment { payment, receipt }
+}
 
 /// An id in the tests' namespace.
 pub fn id(text: &str) -> IdText {

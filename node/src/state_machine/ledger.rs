@@ -400,15 +400,7 @@ impl Ledger {
             Some(_) => {}
             None => overlay.put_counter(counter, tx_id),
         }
-        let receipt = Receipt {
-            tx_id,
-            log_index: at.log_index,
-            settled_at_ms: at.stamp_ms,
-            payee_id: payment.payee_id.clone(),
-            amount: payment.amount,
-            cert_id,
-            flags,
-        };
+        let receipt = Receipt::of(&payment, tx_id, cert_id, at.log_index, at.stamp_ms, flags);
         record.state.spent_value = record.state.spent_value.saturating_add(payment.amount);
         record.state.payment_count += 1;
         overlay.put_accepted(AcceptedPayment {

@@ -264,11 +264,11 @@ impl<K: Ord, V> Fetched<K, V> {
 
 #[cfg(test)]
 mod tests {
-    use spentledger_protocol::types::{CertificateState, Receipt};
+    use spentledger_protocol::types::CertificateState;
 
     use super::*;
     use crate::state_machine::memory::MemLedger;
-    use crate::test_support::{id, wallet};
+    use crate::test_support::{accepted_as, id, wallet};
 
     /// A payment of its own device (so of its own certificate).
     fn payment_of(device: u8) -> Payment {
@@ -290,18 +290,7 @@ mod tests {
     }
 
     fn record_of(p: &Payment) -> AcceptedPayment {
-        AcceptedPayment {
-            payment: p.clone(),
-            receipt: Receipt {
-                tx_id: p.tx_id(),
-                log_index: 1,
-                settled_at_ms: 2_000,
-                payee_id: p.payee_id.clone(),
-                amount: p.amount,
-                cert_id: p.certificate.cert_id(),
-                flags: 0,
-            },
-        }
+        accepted_as(p.clone(), 1, 2_000, 0)
     }
 
     fn cert_record(p: &Payment, settled: bool) -> CertRecord {

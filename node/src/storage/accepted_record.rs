@@ -175,7 +175,7 @@ fn decode_packed(
         device_signature,
     };
     Ok(AcceptedPayment {
-        receipt: receipt(tx_id, &payment, cert_id, log_index, settled_at_ms, flags),
+        receipt: Receipt::of(&payment, *tx_id, cert_id, log_index, settled_at_ms, flags),
         payment,
     })
 }
@@ -205,27 +205,6 @@ fn certificate_wire(
     })
 }
 
-/// The receipt of a packed or compact record: what the record keeps plus
-/// what the key and the payment give.
-fn receipt(
-    tx_id: &TxId,
-    payment: &Payment,
-    cert_id: CertId,
-    log_index: u64,
-    settled_at_ms: u64,
-    flags: u32,
-) -> Receipt {
-    Receipt {
-        tx_id: *tx_id,
-        log_index,
-        settled_at_ms,
-        payee_id: payment.payee_id.clone(),
-        amount: payment.amount,
-        cert_id,
-        flags,
-    }
-}
-
 fn decode_compact(
     tx_id: &TxId,
     v: &[u8],
@@ -243,7 +222,7 @@ fn decode_compact(
     wire.certificate = Some(certificate_wire(&cert_id, certificate_body)?);
     let payment = Payment::try_from(&wire).map_err(corrupt)?;
     Ok(AcceptedPayment {
-        receipt: receipt(tx_id, &payment, cert_id, log_index, settled_at_ms, flags),
+        receipt: Receipt::of(&payment, *tx_id, cert_id, log_index, settled_at_ms, flags),
         payment,
     })
 }
@@ -294,7 +273,7 @@ pub(super) mod older_formats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{id, wallet};
+    use crate::test_support::{accepted_as, id, wallet};
 
     /// Payments of one device as the ledger records them (`recorded`: no
     /// paths) or as submitted (`submitted`: with paths), with receipts of a
@@ -306,16 +285,8 @@ mod tests {
                 let payment = w
                     .pay(3 + k, &id("a-shop"), [k as u8; 32], 2_000 + k)
                     .expect("pay");
-                let receipt = Receipt {
-                    tx_id: payment.tx_id(),
-                    log_index: 1_000_000 + k,
-                    settled_at_ms: 1_800_000_000_000 + k,
-                    payee_id: payment.payee_id.clone(),
-                    amount: payment.amount,
-                    cert_id: payment.certificate.cert_id(),
-                    flags: (k % 2) as u32 * receipt_flags::CLONE_DETECTED,
-                };
-                AcceptedPayment { payment, receipt }
+                let flags = (k % 2) as u32 * receipt_flags::CLONE_DETECTED;
+                accepted_as(payment, 1_000_000 + k, 1_800_000_000_000 + k, flags)
             })
             .collect();
         let recorded = submitted
@@ -338,6 +309,16 @@ mod tests {
             assert_eq!(c, &a.receipt.cert_id, "asks for its own certificate");
             Ok(Some(body))
         })
+    }
+
+    /// Panics unless `result` is a corruption whose detail names `what`.
+    fn must_be_corrupt(result: Result<AcceptedPayment, StoreError>, what: &str) {
+        match result {
+            Err(StoreError::Corrupt { detail, .. }) => {
+                assert!(detail.contains(what), "{what} not in {detail}")
+            }
+            other => panic!("expected corruption about {what}: {other:?}"),
+        }
     }
 
     #[test]
@@ -395,12 +376,10 @@ mod tests {
             let mut padded = record.clone();
             padded.push(0);
             assert!(matches!(read(a, &padded), Err(StoreError::Corrupt { .. })));
-            match decode(&a.receipt.tx_id, &record, |_| Ok(None)) {
-                Err(StoreError::Corrupt { detail, .. }) => {
-                    assert!(detail.contains("certificate body"), "{detail}")
-                }
-                other => panic!("a record without its certificate body: {other:?}"),
-            }
+            must_be_corrupt(
+                decode(&a.receipt.tx_id, &record, |_| Ok(None)),
+                "certificate body",
+            );
         }
     }
 
@@ -409,12 +388,7 @@ mod tests {
         let (mut recorded, _) = accepted(1);
         let a = &mut recorded[0];
         a.receipt.flags = receipt_flags::KNOWN + 1;
-        match read(a, &encode(a)) {
-            Err(StoreError::Corrupt { detail, .. }) => {
-                assert!(detail.contains("flags"), "{detail}")
-            }
-            other => panic!("unknown flags: {other:?}"),
-        }
+        must_be_corrupt(read(a, &encode(a)), "flags");
     }
 
     #[test]
@@ -430,11 +404,6 @@ mod tests {
         assert_eq!(usize::from(record[at]), a.payment.inputs.len());
         let mut too_many = record.clone();
         too_many[at] = INPUTS_PER_PAYMENT_MAX as u8 + 1;
-        match read(a, &too_many) {
-            Err(StoreError::Corrupt { detail, .. }) => {
-                assert!(detail.contains("inputs"), "{detail}")
-            }
-            other => panic!("{} inputs: {other:?}", INPUTS_PER_PAYMENT_MAX + 1),
-        }
+        must_be_corrupt(read(a, &too_many), "inputs");
     }
 }

@@ -792,8 +792,7 @@ impl From<StoreError> for io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{id, wallet};
-    use spentledger_protocol::Receipt;
+    use crate::test_support::{accepted_as, id, wallet};
 
     /// Each family's `memtable_prefix_bloom_size_ratio`, from the options
     /// file RocksDB writes when it opens a database in `dir`.
@@ -864,16 +863,7 @@ mod tests {
                 let payment = wallet
                     .pay(5, &id("shop"), [k as u8; 32], 2_000)
                     .expect("pay");
-                let receipt = Receipt {
-                    tx_id: payment.tx_id(),
-                    log_index: 10 + k,
-                    settled_at_ms: 3_000 + k,
-                    payee_id: payment.payee_id.clone(),
-                    amount: payment.amount,
-                    cert_id: payment.certificate.cert_id(),
-                    flags: u32::from(k == 1),
-                };
-                AcceptedPayment { payment, receipt }
+                accepted_as(payment, 10 + k, 3_000 + k, u32::from(k == 1))
             })
             .collect()
     }

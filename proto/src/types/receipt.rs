@@ -1,7 +1,7 @@
 use crate::decode_error::{DecodeError, DecodeProblem};
 use crate::ids::{CertId, TxId};
 use crate::pb;
-use crate::types::IdText;
+use crate::types::{IdText, Payment};
 
 /// Bits of [`Receipt::flags`].
 pub mod receipt_flags {
@@ -26,6 +26,28 @@ pub struct Receipt {
 }
 
 impl Receipt {
+    /// The receipt of `payment`, recorded as `tx_id` under `cert_id` by the
+    /// entry at `log_index` stamped `settled_at_ms`: its payee and amount are
+    /// always the payment's (so stores need not keep them twice).
+    pub fn of(
+        payment: &Payment,
+        tx_id: TxId,
+        cert_id: CertId,
+        log_index: u64,
+        settled_at_ms: u64,
+        flags: u32,
+    ) -> Receipt {
+        Receipt {
+            tx_id,
+            log_index,
+            settled_at_ms,
+            payee_id: payment.payee_id.clone(),
+            amount: payment.amount,
+            cert_id,
+            flags,
+        }
+    }
+
     pub fn clone_detected(&self) -> bool {
         self.flags & receipt_flags::CLONE_DETECTED != 0
     }
